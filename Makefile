@@ -1,0 +1,60 @@
+# ferrolb: the README's two commands are the contract: `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all deps tools crds check-crds fmt fmt-check clippy unit test bench soak demo demo-down clean
+
+all: test
+
+## Everything the tests need, installed idempotently: Debian packages (BIRD 2, FRR, nftables,
+## iproute2, capture tools) and the Go-built control-plane tools, cached outside the clone.
+deps:
+	bash e2e/scripts/install-routers.sh
+	$(MAKE) tools
+
+tools:
+	bash e2e/control-plane/build.sh
+
+## CRD YAML is generated from the Rust types; `make check-crds` fails when crds/ is stale.
+crds:
+	$(CARGO) run -q -p ferrolb-api --bin crdgen
+
+check-crds:
+	$(CARGO) run -q -p ferrolb-api --bin crdgen -- --check
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Every behaviour: formatting, lints, CRD freshness, unit, property, CEL, integration and
+## end-to-end tests against the real API server, kernel and routers. What CI runs.
+test: deps fmt-check clippy check-crds
+	$(CARGO) test --workspace --no-fail-fast
+
+## Benchmarks: figures printed and written to target/bench/results.json.
+bench: deps
+	mkdir -p target/bench
+	$(CARGO) bench -p ferrolb-allocator --bench ipam
+	@echo "figures: target/bench/results.json"; cat target/bench/results.json
+
+## Long fault-injection runs: figures printed and written to target/soak/results.json.
+soak: deps
+	mkdir -p target/soak
+	FERROLB_SOAK=1 $(CARGO) test --release --workspace -- --ignored soak_ --test-threads=1
+	@echo "figures: target/soak/results.json"; cat target/soak/results.json
+
+## The main job on a local default: a real control plane, ferrolb's objects, what works today.
+demo: deps
+	$(CARGO) run -q -p ferrolb-e2e --bin ferrolb-demo
+
+demo-down:
+	$(CARGO) run -q -p ferrolb-e2e --bin ferrolb-demo -- --down
+
+clean:
+	$(CARGO) clean

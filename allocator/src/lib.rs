@@ -1,0 +1,3 @@
+//! ferrolb's allocator: assigns addresses from ServiceGroup pools to LoadBalancer Services.
+
+pub mod ipam;

@@ -1,0 +1,258 @@
+//! The ServiceGroup rules CEL cannot express: range order, pools overlapping within a group and
+//! between groups. The allocator reports these as conditions; `kubectl ferrolb check` offline.
+
+use std::fmt;
+
+use crate::pool::{AddrRange, Family, parse_cidr};
+use crate::servicegroup::{Pool, ServiceGroupSpec};
+
+/// One problem, with the field it is about (`spec.local.v4pools[0].pool`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// A pool of a group with the path of its field, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedPool {
+    pub field: String,
+    pub family: Family,
+    pub range: AddrRange,
+}
+
+/// Parses every pool of a group. Pools that do not parse, or whose range is reversed, are left
+/// out of the result and reported as problems (CEL refuses most of them; reversed ranges only
+/// this check catches).
+pub fn parse_pools(spec: &ServiceGroupSpec) -> (Vec<ParsedPool>, Vec<Problem>) {
+    let kind = match (&spec.local, &spec.virtual_) {
+        (Some(_), _) => "local",
+        _ => "virtual",
+    };
+    let (v4, v6) = spec.pools();
+    let mut pools = Vec::new();
+    let mut problems = Vec::new();
+    for (list, family, name) in [(v4, Family::V4, "v4pools"), (v6, Family::V6, "v6pools")] {
+        for (i, pool) in list.iter().enumerate() {
+            let field = format!("spec.{kind}.{name}[{i}]");
+            match parse_pool(pool, family, &field) {
+                Ok(p) => pools.push(p),
+                Err(p) => problems.push(p),
+            }
+        }
+    }
+    (pools, problems)
+}
+
+fn parse_pool(pool: &Pool, family: Family, field: &str) -> Result<ParsedPool, Problem> {
+    let problem = |sub: &str, message: String| Problem {
+        field: format!("{field}.{sub}"),
+        message,
+    };
+    let subnet = parse_cidr(&pool.subnet).map_err(|e| problem("subnet", e.to_string()))?;
+    if Family::of(subnet.ip()) != family {
+        return Err(problem("subnet", format!("{} is not an {family} subnet", pool.subnet)));
+    }
+    let range = AddrRange::parse(&pool.pool).map_err(|e| problem("pool", e.to_string()))?;
+    if range.family() != family {
+        return Err(problem("pool", format!("{} is not an {family} pool", pool.pool)));
+    }
+    if !range.is_ordered() {
+        return Err(problem(
+            "pool",
+            format!(
+                "range {} starts after it ends; write it as {}-{}",
+                pool.pool, range.end, range.start
+            ),
+        ));
+    }
+    let whole = AddrRange::of_network(subnet);
+    if !whole.contains(range.start) || !whole.contains(range.end) {
+        return Err(problem(
+            "pool",
+            format!("{} does not lie inside subnet {}", pool.pool, pool.subnet),
+        ));
+    }
+    Ok(ParsedPool {
+        field: field.to_string(),
+        family,
+        range,
+    })
+}
+
+/// Every problem of one group on its own: unparsable or reversed pools, pools that overlap
+/// each other.
+pub fn check_group(spec: &ServiceGroupSpec) -> Vec<Problem> {
+    let (pools, mut problems) = parse_pools(spec);
+    for (i, a) in pools.iter().enumerate() {
+        for b in &pools[i + 1..] {
+            if a.range.overlaps(&b.range) {
+                problems.push(Problem {
+                    field: format!("{}.pool", b.field),
+                    message: format!("overlaps {}.pool ({})", a.field, a.range),
+                });
+            }
+        }
+    }
+    problems
+}
+
+/// A group as the overlap check needs it: name, age order, spec.
+pub struct GroupRef<'a> {
+    pub name: &'a str,
+    /// Creation time as sortable text (RFC 3339) or any order key; older sorts first.
+    pub created: &'a str,
+    pub spec: &'a ServiceGroupSpec,
+}
+
+/// Pairs of groups whose pools overlap: `(newer, older, the newer's field, the older's range)`.
+/// The newer of the two (by creation, then name) is the one not to use.
+pub fn overlapping_groups(groups: &[GroupRef<'_>]) -> Vec<Overlap> {
+    let mut sorted: Vec<&GroupRef<'_>> = groups.iter().collect();
+    sorted.sort_by(|a, b| (a.created, a.name).cmp(&(b.created, b.name)));
+    let parsed: Vec<Vec<ParsedPool>> = sorted.iter().map(|g| parse_pools(g.spec).0).collect();
+    let mut out = Vec::new();
+    for (i, newer) in sorted.iter().enumerate() {
+        for (j, older) in sorted[..i].iter().enumerate() {
+            for a in &parsed[i] {
+                if let Some(b) = parsed[j].iter().find(|b| a.range.overlaps(&b.range)) {
+                    out.push(Overlap {
+                        newer: newer.name.to_string(),
+                        older: older.name.to_string(),
+                        field: format!("{}.pool", a.field),
+                        older_range: b.range,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Two groups claim the same addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overlap {
+    pub newer: String,
+    pub older: String,
+    pub field: String,
+    pub older_range: AddrRange,
+}
+
+impl fmt::Display for Overlap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: overlaps ServiceGroup {} ({}); {} is not used until this is fixed",
+            self.field, self.older, self.older_range, self.newer
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::servicegroup::{LocalSpec, VirtualSpec};
+
+    fn pool(subnet: &str, pool: &str) -> Pool {
+        Pool {
+            subnet: subnet.into(),
+            pool: pool.into(),
+            aggregation: None,
+        }
+    }
+
+    fn local(v4: Vec<Pool>, v6: Vec<Pool>) -> ServiceGroupSpec {
+        ServiceGroupSpec {
+            local: Some(LocalSpec {
+                v4pools: v4,
+                v6pools: v6,
+            }),
+            auto_assign: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn flags_what_cel_cannot() {
+        let cases: Vec<(&str, ServiceGroupSpec, Vec<&str>)> = vec![
+            (
+                "valid dual-stack group",
+                local(
+                    vec![pool("192.0.2.0/24", "192.0.2.100-192.0.2.150")],
+                    vec![pool("2001:db8:1::/64", "2001:db8:1::/120")],
+                ),
+                vec![],
+            ),
+            (
+                "reversed range",
+                local(vec![pool("192.0.2.0/24", "192.0.2.150-192.0.2.100")], vec![]),
+                vec!["spec.local.v4pools[0].pool"],
+            ),
+            (
+                "reversed v6 range",
+                local(vec![], vec![pool("2001:db8:1::/64", "2001:db8:1::9-2001:db8:1::1")]),
+                vec!["spec.local.v6pools[0].pool"],
+            ),
+            (
+                "two pools of one group overlap",
+                local(
+                    vec![
+                        pool("192.0.2.0/24", "192.0.2.0/28"),
+                        pool("192.0.2.0/24", "192.0.2.10-192.0.2.20"),
+                    ],
+                    vec![],
+                ),
+                vec!["spec.local.v4pools[1].pool"],
+            ),
+            (
+                "v6 subnet in v4pools",
+                local(vec![pool("2001:db8::/64", "2001:db8::/120")], vec![]),
+                vec!["spec.local.v4pools[0].subnet"],
+            ),
+            (
+                "range outside subnet",
+                local(vec![pool("192.0.2.0/24", "192.0.2.250-192.0.3.5")], vec![]),
+                vec!["spec.local.v4pools[0].pool"],
+            ),
+            (
+                "comma list",
+                local(vec![pool("192.0.2.0/24", "192.0.2.1,192.0.2.2")], vec![]),
+                vec!["spec.local.v4pools[0].pool"],
+            ),
+        ];
+        for (name, spec, want) in cases {
+            let got: Vec<String> = check_group(&spec).into_iter().map(|p| p.field).collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_newer_of_two_overlapping_groups_is_flagged() {
+        let a = local(vec![pool("192.0.2.0/24", "192.0.2.0/26")], vec![]);
+        let b = ServiceGroupSpec {
+            virtual_: Some(VirtualSpec {
+                v4pools: vec![pool("192.0.2.0/24", "192.0.2.60-192.0.2.70")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = local(vec![pool("192.0.2.0/24", "192.0.2.128/26")], vec![]);
+        let groups = [
+            GroupRef { name: "b", created: "2026-01-02T00:00:00Z", spec: &b },
+            GroupRef { name: "a", created: "2026-01-01T00:00:00Z", spec: &a },
+            GroupRef { name: "c", created: "2026-01-03T00:00:00Z", spec: &c },
+        ];
+        let got = overlapping_groups(&groups);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].newer, "b");
+        assert_eq!(got[0].older, "a");
+        assert_eq!(got[0].field, "spec.virtual.v4pools[0].pool");
+        assert!(got[0].to_string().contains("overlaps ServiceGroup a"));
+    }
+}

@@ -1,0 +1,351 @@
+//! A real control plane for tests: etcd, kube-apiserver and kube-controller-manager built from
+//! Go modules (`make tools`), started as child processes, torn down with the test process.
+//!
+//! We do not use the `envtest` crate: it drives controller-runtime's envtest through a Go
+//! bridge compiled into every Rust build, and envtest runs no kube-controller-manager, which
+//! we need so that namespaces delete and owner references collect.
+
+mod certs;
+mod procs;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::env;
+pub use procs::{Process, cleanup_leftovers, spawn_tied};
+
+/// The management address: the API server is reached on it from the node namespaces.
+pub const MANAGEMENT_ADDRESS: &str = "198.18.0.1";
+/// Service CIDRs of the test cluster (dual-stack).
+pub const SERVICE_CIDRS: &str = "198.19.0.0/16,fd00:198:19::/112";
+
+/// A running control plane. Dropping it stops the processes and removes its files.
+pub struct ControlPlane {
+    dir: PathBuf,
+    port: u16,
+    kubeconfig: PathBuf,
+    processes: Vec<Process>,
+}
+
+static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+
+impl ControlPlane {
+    /// `Some(why)` when this machine cannot run a control plane (tools not built, not root).
+    pub fn missing() -> Option<String> {
+        ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl"]
+            .into_iter()
+            .find_map(env::missing_tool)
+    }
+
+    /// The control plane shared by every test of this test binary, started on first use. Its
+    /// processes die with the test process (PR_SET_PDEATHSIG) and a later run removes its files.
+    /// `None` (after printing why) when the test should be skipped; panics under CI.
+    pub async fn shared() -> Option<&'static ControlPlane> {
+        if !env::require("a test control plane", Self::missing()) {
+            return None;
+        }
+        if let Some(cp) = SHARED.get() {
+            return Some(cp);
+        }
+        // One start at a time: tests run in parallel and each would otherwise start its own.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _starting = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cp) = SHARED.get() {
+            return Some(cp);
+        }
+        // Start it on a thread of its own: tests run on many threads and runtimes, and the
+        // first caller's runtime ends with its test.
+        let cp = std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the control plane start");
+            rt.block_on(ControlPlane::start())
+        })
+        .join()
+        .expect("the control plane start thread does not panic")
+        .unwrap_or_else(|e| panic!("cannot start the test control plane: {e:#}"));
+        Some(SHARED.get_or_init(|| cp))
+    }
+
+    /// Starts a control plane of its own (for a test that restarts or breaks it).
+    pub async fn start() -> anyhow::Result<ControlPlane> {
+        procs::cleanup_leftovers();
+        let dir = procs::run_dir()?;
+        certs::write_pki(&dir)?;
+        let etcd_client = procs::free_port()?;
+        let etcd_peer = procs::free_port()?;
+        let port = procs::free_port()?;
+        let kcm_port = procs::free_port()?;
+        let kubeconfig = dir.join("admin.kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&dir, "127.0.0.1", port))?;
+        std::fs::write(
+            dir.join("management.kubeconfig"),
+            kubeconfig_yaml(&dir, MANAGEMENT_ADDRESS, port),
+        )?;
+        let mut cp = ControlPlane {
+            dir: dir.clone(),
+            port,
+            kubeconfig,
+            processes: Vec::new(),
+        };
+        let etcd_data = procs::tmpfs_dir(&dir)?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer}");
+        cp.processes.push(Process::spawn(
+            "etcd",
+            &env::tool("etcd"),
+            &[
+                "--name=default".into(),
+                format!("--data-dir={}", etcd_data.display()),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=default={peer_url}"),
+                "--unsafe-no-fsync".into(),
+                "--log-level=warn".into(),
+            ],
+            &dir,
+        )?);
+        let d = |f: &str| dir.join(f).display().to_string();
+        cp.processes.push(Process::spawn(
+            "kube-apiserver",
+            &env::tool("kube-apiserver"),
+            &[
+                format!("--etcd-servers={etcd_url}"),
+                // 0.0.0.0: loopback for the tests, 198.18.0.1 for the node namespaces.
+                "--bind-address=0.0.0.0".into(),
+                format!("--advertise-address={MANAGEMENT_ADDRESS}"),
+                format!("--secure-port={port}"),
+                format!("--cert-dir={}", dir.display()),
+                format!("--tls-cert-file={}", d("apiserver.crt")),
+                format!("--tls-private-key-file={}", d("apiserver.key")),
+                format!("--client-ca-file={}", d("ca.crt")),
+                format!("--service-cluster-ip-range={SERVICE_CIDRS}"),
+                "--service-account-issuer=https://kubernetes.default.svc".into(),
+                format!("--service-account-key-file={}", d("sa.pub")),
+                format!("--service-account-signing-key-file={}", d("sa.key")),
+                "--authorization-mode=RBAC".into(),
+                "--allow-privileged=true".into(),
+                "--enable-priority-and-fairness=false".into(),
+                "--profiling=false".into(),
+                "--v=0".into(),
+            ],
+            &dir,
+        )?);
+        let client = cp.client().await?;
+        wait_ready(&client, &mut cp.processes).await?;
+        cp.processes.push(Process::spawn(
+            "kube-controller-manager",
+            &env::tool("kube-controller-manager"),
+            &[
+                format!("--kubeconfig={}", cp.kubeconfig.display()),
+                "--controllers=namespace,garbagecollector,serviceaccount-token".into(),
+                format!("--service-account-private-key-file={}", d("sa.key")),
+                format!("--root-ca-file={}", d("ca.crt")),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={kcm_port}"),
+                "--leader-elect=false".into(),
+                "--use-service-account-credentials=false".into(),
+                "--v=0".into(),
+            ],
+            &dir,
+        )?);
+        install_crds(&client).await?;
+        ensure_namespace(&client, ferrolb_api::contracts::INSTALL_NAMESPACE).await?;
+        Ok(cp)
+    }
+
+    /// An admin client (system:masters) over loopback.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let kc = Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        Ok(Client::try_from(config)?)
+    }
+
+    /// Admin kubeconfig over loopback.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Admin kubeconfig over the management address, for processes in node namespaces.
+    pub fn management_kubeconfig(&self) -> PathBuf {
+        self.dir.join("management.kubeconfig")
+    }
+
+    /// The API server's port (on loopback and the management address).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// This control plane's working directory (PKI, kubeconfigs, logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `kubectl` with this control plane's admin kubeconfig.
+    pub fn kubectl(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env::tool("kubectl"));
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+
+    /// Stops the API server (SIGKILL), for tests of API-server outages.
+    pub fn kill(&mut self, name: &str) {
+        self.processes.iter_mut().filter(|p| p.name() == name).for_each(Process::kill);
+    }
+
+    /// A Kubernetes namespace of its own for one test; deleted when the guard drops.
+    pub async fn namespace(&self, test: &str) -> anyhow::Result<TestNamespace> {
+        let client = self.client().await?;
+        let name = unique_name(test);
+        ensure_namespace(&client, &name).await?;
+        Ok(TestNamespace {
+            name,
+            kubeconfig: self.kubeconfig.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        // Stop in reverse order: controller-manager, API server, etcd.
+        while let Some(mut p) = self.processes.pop() {
+            p.kill();
+        }
+        procs::remove_run_dir(&self.dir);
+    }
+}
+
+/// A test's own namespace.
+pub struct TestNamespace {
+    name: String,
+    kubeconfig: PathBuf,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // Fire and forget: the namespace controller finishes the deletion.
+        let _ = std::process::Command::new(env::tool("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// `<test>-<pid hex><counter>`, a valid DNS label unique across test processes.
+pub fn unique_name(test: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let base: String = test
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .take(40)
+        .collect();
+    format!("{}-{:x}{n}", base.trim_matches('-'), std::process::id())
+}
+
+fn kubeconfig_yaml(dir: &Path, host: &str, port: u16) -> String {
+    let d = |f: &str| dir.join(f).display().to_string();
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: ferrolb-e2e\n  cluster:\n    server: https://{host}:{port}\n    certificate-authority: {ca}\nusers:\n- name: admin\n  user:\n    client-certificate: {crt}\n    client-key: {key}\ncontexts:\n- name: ferrolb-e2e\n  context:\n    cluster: ferrolb-e2e\n    user: admin\ncurrent-context: ferrolb-e2e\n",
+        ca = d("ca.crt"),
+        crt = d("admin.crt"),
+        key = d("admin.key"),
+    )
+}
+
+/// Polls until the API server answers and the `default` namespace exists (bounded: 60 s).
+async fn wait_ready(client: &Client, processes: &mut [Process]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    loop {
+        if let Some(dead) = processes.iter_mut().find_map(Process::exited) {
+            bail!("{dead}");
+        }
+        match namespaces.get_opt("default").await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) | Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => bail!("the API server did not become ready within 60 s: {other:?}"),
+        }
+    }
+}
+
+/// Applies ferrolb's CRDs (the same ones `crds/` holds) and waits until they are established.
+pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let pp = PatchParams::apply("ferrolb-e2e").force();
+    for (_, crd) in ferrolb_api::crds() {
+        let name = crd.metadata.name.clone().context("CRD without a name")?;
+        api.patch(&name, &pp, &Patch::Apply(&crd)).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let established = api.get(&name).await?.status.is_some_and(|s| {
+                s.conditions
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            if established {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("CRD {name} not established within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some(name.to_string());
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes a namespace and waits until it is gone (bounded: 60 s).
+pub async fn delete_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let _ = api.delete(name, &DeleteParams::default()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.get_opt(name).await?.is_some() {
+        if Instant::now() > deadline {
+            bail!("namespace {name} still exists after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! What a test may assume about the machine: root, network namespaces, the built tools.
+
+use std::path::PathBuf;
+
+/// True under CI (`CI=true`), where a test that cannot get what it needs must fail, not skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Returns `true` when the test may go on. When `reason` says something is missing, it panics
+/// under CI and otherwise prints why the test is skipped and returns `false`.
+pub fn require(what: &str, missing: Option<String>) -> bool {
+    match missing {
+        None => true,
+        Some(why) if in_ci() => panic!("CI=true and this test needs {what}: {why}"),
+        Some(why) => {
+            eprintln!("SKIPPED: this test needs {what}: {why} (under CI=true it would fail)");
+            false
+        }
+    }
+}
+
+/// Root and the ability to create network namespaces.
+pub fn require_root() -> bool {
+    let missing = if !is_root() {
+        Some("not running as root".to_string())
+    } else if !std::path::Path::new("/proc/self/ns/net").exists() {
+        Some("no network namespace support in /proc".to_string())
+    } else {
+        None
+    };
+    require("root and network namespaces", missing)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Where the Go-built test tools are cached: `${XDG_CACHE_HOME:-$HOME/.cache}/ferrolb/`,
+/// or `FERROLB_TOOLS_DIR` when set.
+pub fn tools_cache() -> PathBuf {
+    if let Ok(dir) = std::env::var("FERROLB_TOOLS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".to_string())).join(".cache")
+        });
+    base.join("ferrolb")
+}
+
+const VERSIONS: &str = include_str!("../control-plane/versions.env");
+
+fn version(key: &str) -> &'static str {
+    VERSIONS
+        .lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("e2e/control-plane/versions.env has no {key}"))
+}
+
+/// Path of a Go-built test tool in the cache (`kube-apiserver`, `kube-controller-manager`,
+/// `kubectl`, `etcd`, `helm`), as `e2e/control-plane/build.sh` (run by `make tools`) lays it out.
+pub fn tool(name: &str) -> PathBuf {
+    let dir = match name {
+        "kube-apiserver" | "kube-controller-manager" | "kubectl" => {
+            format!("kubernetes-{}", version("KUBERNETES_VERSION"))
+        }
+        "etcd" => format!("etcd-{}", version("ETCD_VERSION")),
+        "helm" => format!("helm-{}", version("HELM_VERSION")),
+        other => panic!("{other} is not one of the test tools"),
+    };
+    tools_cache().join(dir).join(name)
+}
+
+/// `Some(reason)` when a tool has not been built yet.
+pub fn missing_tool(name: &str) -> Option<String> {
+    let path = tool(name);
+    (!path.exists()).then(|| format!("{} is not built; run `make tools`", path.display()))
+}

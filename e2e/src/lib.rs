@@ -1,0 +1,7 @@
+//! ferrolb's test world: a real control plane, namespaced nodes and real routers, for tests,
+//! benchmarks, soak runs and `make demo`.
+
+pub mod catalogue;
+pub mod controlplane;
+pub mod env;
+pub mod topology;
