@@ -57,11 +57,17 @@ fn parse_pool(pool: &Pool, family: Family, field: &str) -> Result<ParsedPool, Pr
     };
     let subnet = parse_cidr(&pool.subnet).map_err(|e| problem("subnet", e.to_string()))?;
     if Family::of(subnet.ip()) != family {
-        return Err(problem("subnet", format!("{} is not an {family} subnet", pool.subnet)));
+        return Err(problem(
+            "subnet",
+            format!("{} is not an {family} subnet", pool.subnet),
+        ));
     }
     let range = AddrRange::parse(&pool.pool).map_err(|e| problem("pool", e.to_string()))?;
     if range.family() != family {
-        return Err(problem("pool", format!("{} is not an {family} pool", pool.pool)));
+        return Err(problem(
+            "pool",
+            format!("{} is not an {family} pool", pool.pool),
+        ));
     }
     if !range.is_ordered() {
         return Err(problem(
@@ -191,12 +197,18 @@ mod tests {
             ),
             (
                 "reversed range",
-                local(vec![pool("192.0.2.0/24", "192.0.2.150-192.0.2.100")], vec![]),
+                local(
+                    vec![pool("192.0.2.0/24", "192.0.2.150-192.0.2.100")],
+                    vec![],
+                ),
                 vec!["spec.local.v4pools[0].pool"],
             ),
             (
                 "reversed v6 range",
-                local(vec![], vec![pool("2001:db8:1::/64", "2001:db8:1::9-2001:db8:1::1")]),
+                local(
+                    vec![],
+                    vec![pool("2001:db8:1::/64", "2001:db8:1::9-2001:db8:1::1")],
+                ),
                 vec!["spec.local.v6pools[0].pool"],
             ),
             (
@@ -244,9 +256,21 @@ mod tests {
         };
         let c = local(vec![pool("192.0.2.0/24", "192.0.2.128/26")], vec![]);
         let groups = [
-            GroupRef { name: "b", created: "2026-01-02T00:00:00Z", spec: &b },
-            GroupRef { name: "a", created: "2026-01-01T00:00:00Z", spec: &a },
-            GroupRef { name: "c", created: "2026-01-03T00:00:00Z", spec: &c },
+            GroupRef {
+                name: "b",
+                created: "2026-01-02T00:00:00Z",
+                spec: &b,
+            },
+            GroupRef {
+                name: "a",
+                created: "2026-01-01T00:00:00Z",
+                spec: &a,
+            },
+            GroupRef {
+                name: "c",
+                created: "2026-01-03T00:00:00Z",
+                spec: &c,
+            },
         ];
         let got = overlapping_groups(&groups);
         assert_eq!(got.len(), 1, "{got:?}");

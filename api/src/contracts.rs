@@ -110,9 +110,9 @@ pub fn parse_eligible(value: &str) -> Result<Option<IneligibleReason>, String> {
     if value == "true" {
         return Ok(None);
     }
-    let reason = value
-        .strip_prefix("false,")
-        .ok_or_else(|| format!("eligible value {value:?} is neither \"true\" nor \"false,<reason>\""))?;
+    let reason = value.strip_prefix("false,").ok_or_else(|| {
+        format!("eligible value {value:?} is neither \"true\" nor \"false,<reason>\"")
+    })?;
     IneligibleReason::ALL
         .into_iter()
         .find(|r| r.as_str() == reason)

@@ -5,6 +5,7 @@ pub mod annotations;
 pub mod check;
 pub mod contracts;
 pub mod duration;
+pub mod election;
 pub mod lbnodeagent;
 #[cfg(feature = "offline")]
 pub mod offline;
@@ -14,8 +15,8 @@ pub mod servicegroup;
 pub use lbnodeagent::{LBNodeAgent, LBNodeAgentSpec};
 pub use servicegroup::{ServiceGroup, ServiceGroupSpec, ServiceGroupStatus};
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// Every CRD ferrolb defines, as `crdgen` writes them to `crds/`: (file name, CRD).
 pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {

@@ -10,8 +10,14 @@ use crate::servicegroup::ServiceGroupSpec;
 /// Validates `object` (a whole ServiceGroup or LBNodeAgent as JSON) against ferrolb's CRDs.
 /// Returns every problem found, each naming its field.
 pub fn validate(object: &Value) -> Vec<Problem> {
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let Some((_, crd)) = crate::crds().into_iter().find(|(_, c)| c.spec.names.kind == kind) else {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some((_, crd)) = crate::crds()
+        .into_iter()
+        .find(|(_, c)| c.spec.names.kind == kind)
+    else {
         return vec![Problem {
             field: "kind".into(),
             message: format!("{kind:?} is not a ferrolb kind (ServiceGroup or LBNodeAgent)"),
@@ -51,10 +57,23 @@ pub fn validate(object: &Value) -> Vec<Problem> {
 /// The structural part of OpenAPI validation the API server does before CEL: types, unknown
 /// fields, required fields, list and string sizes, integer bounds.
 fn structural(schema: &Value, value: &Value, path: &str, out: &mut Vec<Problem>, root: bool) {
-    let field = |p: &str| if p.is_empty() { "<root>".to_string() } else { p.to_string() };
+    let field = |p: &str| {
+        if p.is_empty() {
+            "<root>".to_string()
+        } else {
+            p.to_string()
+        }
+    };
     if value.is_null() {
-        if !schema.get("nullable").and_then(Value::as_bool).unwrap_or(false) {
-            out.push(Problem { field: field(path), message: "must not be null".into() });
+        if !schema
+            .get("nullable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
+            out.push(Problem {
+                field: field(path),
+                message: "must not be null".into(),
+            });
         }
         return;
     }
@@ -69,10 +88,19 @@ fn structural(schema: &Value, value: &Value, path: &str, out: &mut Vec<Problem>,
         _ => true,
     };
     if !ok {
-        out.push(Problem { field: field(path), message: format!("must be of type {ty}") });
+        out.push(Problem {
+            field: field(path),
+            message: format!("must be of type {ty}"),
+        });
         return;
     }
-    let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
     match value {
         Value::Object(map) => {
             let props = schema.get("properties").and_then(Value::as_object);
@@ -86,16 +114,29 @@ fn structural(schema: &Value, value: &Value, path: &str, out: &mut Vec<Problem>,
                 match props.and_then(|p| p.get(k)) {
                     Some(sub) => structural(sub, v, &join(k), out, false),
                     None if open => {
-                        if let Some(sub) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+                        if let Some(sub) =
+                            schema.get("additionalProperties").filter(|s| s.is_object())
+                        {
                             structural(sub, v, &join(k), out, false);
                         }
                     }
-                    None => out.push(Problem { field: join(k), message: "unknown field".into() }),
+                    None => out.push(Problem {
+                        field: join(k),
+                        message: "unknown field".into(),
+                    }),
                 }
             }
-            for req in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+            for req in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(r) = req.as_str().filter(|r| !map.contains_key(*r)) {
-                    out.push(Problem { field: join(r), message: "required value".into() });
+                    out.push(Problem {
+                        field: join(r),
+                        message: "required value".into(),
+                    });
                 }
             }
         }
@@ -103,7 +144,10 @@ fn structural(schema: &Value, value: &Value, path: &str, out: &mut Vec<Problem>,
             if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
                 && items.len() as u64 > max
             {
-                out.push(Problem { field: field(path), message: format!("must have at most {max} items") });
+                out.push(Problem {
+                    field: field(path),
+                    message: format!("must have at most {max} items"),
+                });
             }
             if let Some(sub) = schema.get("items") {
                 for (i, v) in items.iter().enumerate() {
@@ -116,24 +160,38 @@ fn structural(schema: &Value, value: &Value, path: &str, out: &mut Vec<Problem>,
             if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
                 && len > max
             {
-                out.push(Problem { field: field(path), message: format!("may not be longer than {max}") });
+                out.push(Problem {
+                    field: field(path),
+                    message: format!("may not be longer than {max}"),
+                });
             }
             if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
                 && len < min
             {
-                out.push(Problem { field: field(path), message: format!("should be at least {min} chars long") });
+                out.push(Problem {
+                    field: field(path),
+                    message: format!("should be at least {min} chars long"),
+                });
             }
         }
         Value::Number(n) => {
-            if let (Some(max), Some(v)) = (schema.get("maximum").and_then(Value::as_f64), n.as_f64())
+            if let (Some(max), Some(v)) =
+                (schema.get("maximum").and_then(Value::as_f64), n.as_f64())
                 && v > max
             {
-                out.push(Problem { field: field(path), message: format!("must be at most {max}") });
+                out.push(Problem {
+                    field: field(path),
+                    message: format!("must be at most {max}"),
+                });
             }
-            if let (Some(min), Some(v)) = (schema.get("minimum").and_then(Value::as_f64), n.as_f64())
+            if let (Some(min), Some(v)) =
+                (schema.get("minimum").and_then(Value::as_f64), n.as_f64())
                 && v < min
             {
-                out.push(Problem { field: field(path), message: format!("must be at least {min}") });
+                out.push(Problem {
+                    field: field(path),
+                    message: format!("must be at least {min}"),
+                });
             }
         }
         _ => {}

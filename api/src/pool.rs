@@ -94,10 +94,10 @@ impl AddrRange {
     /// is refused: `192.0.2.5/24` is almost always a typo for something else.
     pub fn parse(s: &str) -> Result<Self, SyntaxError> {
         if let Some((a, b)) = s.split_once('-') {
-            let start = IpAddr::from_str(a)
-                .map_err(|_| SyntaxError::NotARangeOrCidr(s.to_string()))?;
-            let end = IpAddr::from_str(b)
-                .map_err(|_| SyntaxError::NotARangeOrCidr(s.to_string()))?;
+            let start =
+                IpAddr::from_str(a).map_err(|_| SyntaxError::NotARangeOrCidr(s.to_string()))?;
+            let end =
+                IpAddr::from_str(b).map_err(|_| SyntaxError::NotARangeOrCidr(s.to_string()))?;
             if Family::of(start) != Family::of(end) {
                 return Err(SyntaxError::MixedFamilies(s.to_string()));
             }
@@ -121,7 +121,8 @@ impl AddrRange {
         } else {
             (1u128 << host_bits) - 1
         };
-        let end = from_u128(family, start | span).expect("a network's last address is in its family");
+        let end =
+            from_u128(family, start | span).expect("a network's last address is in its family");
         Self {
             start: net.network(),
             end,
@@ -179,7 +180,10 @@ pub fn parse_cidr(s: &str) -> Result<IpNetwork, SyntaxError> {
     if net.ip() != net.network() {
         let canonical = IpNetwork::new(net.network(), net.prefix())
             .expect("the network of a valid CIDR is valid");
-        return Err(SyntaxError::HostBitsSet(s.to_string(), canonical.to_string()));
+        return Err(SyntaxError::HostBitsSet(
+            s.to_string(),
+            canonical.to_string(),
+        ));
     }
     Ok(net)
 }
@@ -230,15 +234,39 @@ mod tests {
     #[test]
     fn parses_pool_syntax() {
         let cases: &[(&str, &str, Result<(&str, &str), ()>)] = &[
-            ("range", "192.0.2.10-192.0.2.20", Ok(("192.0.2.10", "192.0.2.20"))),
+            (
+                "range",
+                "192.0.2.10-192.0.2.20",
+                Ok(("192.0.2.10", "192.0.2.20")),
+            ),
             ("range with spaces", "192.0.2.10 - 192.0.2.20", Err(())),
-            ("single address range", "192.0.2.7-192.0.2.7", Ok(("192.0.2.7", "192.0.2.7"))),
+            (
+                "single address range",
+                "192.0.2.7-192.0.2.7",
+                Ok(("192.0.2.7", "192.0.2.7")),
+            ),
             ("cidr", "192.0.2.0/30", Ok(("192.0.2.0", "192.0.2.3"))),
             ("host cidr", "192.0.2.9/32", Ok(("192.0.2.9", "192.0.2.9"))),
-            ("v6 cidr", "2001:db8::/126", Ok(("2001:db8::", "2001:db8::3"))),
-            ("v6 /128", "2001:db8::5/128", Ok(("2001:db8::5", "2001:db8::5"))),
-            ("v6 range", "2001:db8::1-2001:db8::ff", Ok(("2001:db8::1", "2001:db8::ff"))),
-            ("reversed range parses", "192.0.2.20-192.0.2.10", Ok(("192.0.2.20", "192.0.2.10"))),
+            (
+                "v6 cidr",
+                "2001:db8::/126",
+                Ok(("2001:db8::", "2001:db8::3")),
+            ),
+            (
+                "v6 /128",
+                "2001:db8::5/128",
+                Ok(("2001:db8::5", "2001:db8::5")),
+            ),
+            (
+                "v6 range",
+                "2001:db8::1-2001:db8::ff",
+                Ok(("2001:db8::1", "2001:db8::ff")),
+            ),
+            (
+                "reversed range parses",
+                "192.0.2.20-192.0.2.10",
+                Ok(("192.0.2.20", "192.0.2.10")),
+            ),
             ("mixed families", "192.0.2.1-2001:db8::1", Err(())),
             ("comma list", "192.0.2.1,192.0.2.2", Err(())),
             ("bare address", "192.0.2.1", Err(())),

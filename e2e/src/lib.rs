@@ -4,4 +4,5 @@
 pub mod catalogue;
 pub mod controlplane;
 pub mod env;
+pub mod kubelet;
 pub mod topology;

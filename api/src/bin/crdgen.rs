@@ -18,7 +18,9 @@ fn main() -> ExitCode {
                 }
             },
             other => {
-                eprintln!("crdgen: unknown argument {other:?}; usage: crdgen [--check] [--dir DIR]");
+                eprintln!(
+                    "crdgen: unknown argument {other:?}; usage: crdgen [--check] [--dir DIR]"
+                );
                 return ExitCode::from(2);
             }
         }
@@ -31,7 +33,9 @@ fn main() -> ExitCode {
             if std::fs::read_to_string(&path).ok().as_deref() != Some(want.as_str()) {
                 stale.push(path.display().to_string());
             }
-        } else if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, want)) {
+        } else if let Err(e) =
+            std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, want))
+        {
             eprintln!("crdgen: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         } else {

@@ -27,14 +27,28 @@ async fn main() -> anyhow::Result<()> {
     let examples = format!("{root}/docs/examples");
 
     heading("ferrolb's CRDs, installed from the Rust types (crds/)");
-    run(&cp, &["get", "crd", "servicegroups.ferrolb.io", "lbnodeagents.ferrolb.io"]);
+    run(
+        &cp,
+        &[
+            "get",
+            "crd",
+            "servicegroups.ferrolb.io",
+            "lbnodeagents.ferrolb.io",
+        ],
+    );
 
     heading("Applying example pools: docs/examples/servicegroups.yaml");
-    run(&cp, &["apply", "-f", &format!("{examples}/servicegroups.yaml")]);
+    run(
+        &cp,
+        &["apply", "-f", &format!("{examples}/servicegroups.yaml")],
+    );
     run(&cp, &["get", "servicegroups,lbnodeagents"]);
 
     heading("A ServiceGroup with a mistake is refused, naming the field");
-    run(&cp, &["apply", "-f", &format!("{examples}/bad-servicegroup.yaml")]);
+    run(
+        &cp,
+        &["apply", "-f", &format!("{examples}/bad-servicegroup.yaml")],
+    );
 
     heading("Done; tearing the control plane down");
     drop(cp);

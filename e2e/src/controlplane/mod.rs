@@ -40,9 +40,14 @@ static SHARED: OnceLock<ControlPlane> = OnceLock::new();
 impl ControlPlane {
     /// `Some(why)` when this machine cannot run a control plane (tools not built, not root).
     pub fn missing() -> Option<String> {
-        ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl"]
-            .into_iter()
-            .find_map(env::missing_tool)
+        [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kubectl",
+        ]
+        .into_iter()
+        .find_map(env::missing_tool)
     }
 
     /// The control plane shared by every test of this test binary, started on first use. Its
@@ -201,7 +206,10 @@ impl ControlPlane {
 
     /// Stops the API server (SIGKILL), for tests of API-server outages.
     pub fn kill(&mut self, name: &str) {
-        self.processes.iter_mut().filter(|p| p.name() == name).for_each(Process::kill);
+        self.processes
+            .iter_mut()
+            .filter(|p| p.name() == name)
+            .for_each(Process::kill);
     }
 
     /// A Kubernetes namespace of its own for one test; deleted when the guard drops.
@@ -250,7 +258,13 @@ impl Drop for TestNamespace {
         let _ = std::process::Command::new(env::tool("kubectl"))
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
+            .args([
+                "delete",
+                "namespace",
+                &self.name,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
@@ -264,7 +278,13 @@ pub fn unique_name(test: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let base: String = test
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
     format!("{}-{:x}{n}", base.trim_matches('-'), std::process::id())

@@ -42,7 +42,10 @@ pub fn spawn_tied(cmd: &Command, stdout: Stdio, stderr: Stdio) -> std::io::Resul
             .clone()
     };
     let mut wrapped = Command::new("setpriv");
-    wrapped.args(["--pdeathsig", "KILL", "--"]).arg(cmd.get_program()).args(cmd.get_args());
+    wrapped
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => wrapped.env(k, v),
@@ -174,7 +177,9 @@ pub fn remove_run_dir(dir: &Path) {
 /// Removes run directories of test processes that no longer exist (a crashed earlier run).
 pub fn cleanup_leftovers() {
     for root in [RUN_ROOT, TMPFS_ROOT] {
-        let Ok(entries) = std::fs::read_dir(root) else { continue };
+        let Ok(entries) = std::fs::read_dir(root) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
             let pid = name
@@ -192,5 +197,7 @@ pub fn cleanup_leftovers() {
 
 /// A TCP port free on loopback right now.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
