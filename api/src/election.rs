@@ -167,11 +167,11 @@ pub fn candidacy(c: &Contender, addr: IpAddr, etp_local: bool) -> Result<(), Not
 }
 
 /// The holder of `addr` among `contenders`, and why each other node is not a candidate.
-pub fn elect<'a>(
+pub fn elect(
     addr: IpAddr,
-    contenders: &'a [Contender],
+    contenders: &[Contender],
     etp_local: bool,
-) -> (Option<&'a str>, Vec<(&'a str, NotCandidate)>) {
+) -> (Option<&str>, Vec<(&str, NotCandidate)>) {
     let mut rejected = Vec::new();
     let mut candidates = Vec::new();
     for c in contenders {

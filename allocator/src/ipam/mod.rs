@@ -1,8 +1,8 @@
 //! The IPAM core: which addresses of a ServiceGroup's pool are taken, and the lowest free one.
 //!
 //! A pure, synchronous data structure (no kube, no tokio). Per family the allocatable addresses
-//! (ranges less exclusions) form a dense index space ([`space`]); what is allocated is kept as
-//! maximal runs of indices ([`runs`]). Allocate, request and release cost O(log n) in the number of
+//! (ranges less exclusions) form a dense index space (`space`); what is allocated is kept as
+//! maximal runs of indices (`runs`). Allocate, request and release cost O(log n) in the number of
 //! runs plus a binary search over the configured ranges and reserved addresses; memory follows
 //! what is allocated, so a `/64` pool costs nothing up front. Addresses allocated outside the
 //! current pool (adopted at start, or left behind by a pool edit) are kept in a small set of their
@@ -107,8 +107,8 @@ struct Book {
 impl Book {
     fn empty(space: Space) -> Self {
         Self {
+            runs: Runs::new(space.last()),
             space,
-            runs: Runs::default(),
             out_of_pool: BTreeSet::new(),
         }
     }
@@ -146,8 +146,8 @@ impl Book {
                 .map(|&a| from_u128(family, a).expect("stored in its family")),
         );
         Self {
+            runs: Runs::from_sorted(space.last(), indices),
             space,
-            runs: Runs::from_sorted(indices),
             out_of_pool,
         }
     }
@@ -186,6 +186,16 @@ impl Ipam {
             v6: Book::empty(space_of(&pool, Family::V6)),
             pool,
         })
+    }
+
+    /// An IPAM holding exactly `existing`, as [`Ipam::rebuild`] would leave it.
+    pub fn with_allocations(
+        pool: Pool,
+        existing: impl IntoIterator<Item = IpAddr>,
+    ) -> Result<(Self, Adoption)> {
+        let mut ipam = Self::new(Pool::default())?;
+        let adoption = ipam.rebuild(pool, existing)?;
+        Ok((ipam, adoption))
     }
 
     /// Replaces the whole state: the pool becomes `pool` and exactly `existing` is allocated
