@@ -1,0 +1,123 @@
+use super::*;
+use crate::yaml::documents;
+
+fn run(source: Source, yaml: &str) -> Migration {
+    migrate(source, &documents("test", yaml).expect("test YAML parses"))
+}
+
+/// Every object a migration writes must pass the CRDs' rules.
+fn assert_valid(m: &Migration) {
+    for o in &m.objects {
+        let problems = ferrolb_api::offline::validate(o);
+        assert!(problems.is_empty(), "{o}: {problems:?}");
+    }
+}
+
+#[test]
+fn covering_cidr_is_the_smallest_around_a_range() {
+    let cases = [
+        ("192.0.2.10-192.0.2.20", "192.0.2.0/27"),
+        ("192.0.2.0/24", "192.0.2.0/24"),
+        ("192.0.2.7-192.0.2.7", "192.0.2.7/32"),
+        ("2001:db8::1-2001:db8::ff", "2001:db8::/120"),
+        ("0.0.0.0-255.255.255.255", "0.0.0.0/0"),
+    ];
+    for (range, want) in cases {
+        let r = AddrRange::parse(range).expect("range");
+        assert_eq!(covering_cidr(&r).to_string(), want, "{range}");
+    }
+}
+
+const METALLB: &str = include_str!("../../testdata/metallb.yaml");
+
+#[test]
+fn metallb_pools_become_local_or_virtual_groups() {
+    let m = run(Source::MetalLb, METALLB);
+    assert_valid(&m);
+    assert_eq!(m.objects.len(), 2, "{:?}", m.objects);
+    let lan = &m.objects[0];
+    assert_eq!(lan["metadata"]["name"], "lan");
+    assert_eq!(
+        lan["spec"]["local"]["v4pools"][0]["pool"],
+        "192.0.2.100-192.0.2.150"
+    );
+    assert_eq!(
+        lan["spec"]["local"]["v6pools"][0]["pool"],
+        "2001:db8:1::/120"
+    );
+    assert_eq!(lan["spec"]["autoAssign"], false);
+    assert_eq!(lan["spec"]["avoidBuggyIPs"], true);
+    assert_eq!(lan["spec"]["namespaces"][0], "team-a");
+    let routed = &m.objects[1];
+    assert_eq!(
+        routed["spec"]["virtual"]["v4pools"][0]["aggregation"],
+        "/28"
+    );
+    assert_eq!(
+        routed["spec"]["virtual"]["v6pools"][0]["aggregation"],
+        "/128"
+    );
+    assert_eq!(
+        routed["spec"]["virtual"]["bgp"]["communities"][0],
+        "64512:100"
+    );
+    assert_eq!(
+        routed["spec"]["virtual"]["bgp"]["largeCommunities"][0],
+        "64512:1:2"
+    );
+    assert_eq!(routed["spec"]["virtual"]["bgp"]["localPreference"], 200);
+    let notes = m.notes.join("\n");
+    for want in [
+        "BGPPeer/tor: peers are configured in the BIRD template",
+        "IPAddressPool/lan: serviceAllocation.priority has no equivalent",
+        "IPAddressPool/lan: subnet 192.0.2.0/24 is the smallest CIDR around 192.0.2.100-192.0.2.150",
+        "IPAddressPool/lan: L2Advertisement nodeSelectors/interfaces are per node",
+        "IPAddressPool/routed: communities given by Community alias",
+    ] {
+        assert!(notes.contains(want), "missing {want:?} in\n{notes}");
+    }
+}
+
+#[test]
+fn purelb_v1_and_v2_objects_convert() {
+    let yaml = include_str!("../../testdata/purelb.yaml");
+    let m = run(Source::PureLb, yaml);
+    assert_valid(&m);
+    let by_name = |n: &str| {
+        m.objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == n)
+            .expect(n)
+            .clone()
+    };
+    assert_eq!(
+        by_name("legacy")["spec"]["local"]["v4pools"][0]["pool"],
+        "192.0.2.200-192.0.2.210"
+    );
+    assert_eq!(
+        by_name("bgp-v1")["spec"]["virtual"]["v4pools"][0]["aggregation"],
+        "/32"
+    );
+    assert_eq!(
+        by_name("dual")["spec"]["local"]["v6pools"][0]["subnet"],
+        "2001:db8:1::/64"
+    );
+    assert_eq!(
+        by_name("remote")["spec"]["virtual"]["v4pools"][0]["aggregation"],
+        "/28"
+    );
+    assert!(m.objects.iter().all(|o| o["metadata"]["name"] != "nb"));
+    assert_eq!(by_name("default")["spec"]["gratuitous"]["enabled"], true);
+    assert_eq!(by_name("edge")["spec"]["localInterface"], "^eth[0-9]$");
+    assert_eq!(by_name("edge")["spec"]["gratuitous"]["count"], 5);
+    let notes = m.notes.join("\n");
+    for want in [
+        "ServiceGroup/nb: netbox IPAM has no equivalent",
+        "ServiceGroup/legacy: PureLB v1 announces a 'local' group on kube-lb0",
+        "ServiceGroup/bgp-v1: has an aggregation",
+        "LBNodeAgent/edge: verifyBeforeSend",
+        "LBNodeAgent/default: ferrolb's LBNodeAgent is cluster-scoped",
+    ] {
+        assert!(notes.contains(want), "missing {want:?} in\n{notes}");
+    }
+}
