@@ -52,7 +52,8 @@ pub fn tools_cache() -> PathBuf {
     let base = std::env::var("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".to_string())).join(".cache")
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".to_string()))
+                .join(".cache")
         });
     base.join("ferrolb")
 }

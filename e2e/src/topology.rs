@@ -37,7 +37,7 @@ pub use node::Node;
 pub use tor_config::{BfdTimers, BgpPeer, TorConfig, render_frr_conf};
 
 use claim::Claim;
-use exec::{ip_batch, run};
+use exec::ip_batch;
 
 /// The shared management bridge in the host namespace (the API server listens on its address).
 pub const MGMT_BRIDGE: &str = "flbmgmt0";
@@ -223,34 +223,17 @@ impl Topology {
 
     /// Takes node `i`'s LAN port on the bridge down: the node sees its LAN interface lose carrier.
     pub fn cut_lan(&self, i: usize) -> Result<()> {
-        self.node(i);
-        run(&[
-            "ip",
-            "-n",
-            &self.lan_ns,
-            "link",
-            "set",
-            "dev",
-            &format!("n{i}"),
-            "down",
-        ])
-        .map(drop)
+        self.set_lan_port(i, "down")
     }
 
     /// Brings node `i`'s LAN port back up.
     pub fn restore_lan(&self, i: usize) -> Result<()> {
+        self.set_lan_port(i, "up")
+    }
+
+    fn set_lan_port(&self, i: usize, state: &str) -> Result<()> {
         self.node(i);
-        run(&[
-            "ip",
-            "-n",
-            &self.lan_ns,
-            "link",
-            "set",
-            "dev",
-            &format!("n{i}"),
-            "up",
-        ])
-        .map(drop)
+        ip_batch(Some(&self.lan_ns), &[format!("link set dev n{i} {state}")])
     }
 
     /// Splits the LAN in two: the ports of `b` move to a second bridge, so `a` and `b` cannot
@@ -266,6 +249,9 @@ impl Topology {
             self.node(i);
         }
         self.heal()?;
+        if b.is_empty() {
+            return Ok(());
+        }
         let mut lines = vec![
             format!("link add name {PARTITION_BRIDGE} type bridge stp_state 0 mcast_snooping 0"),
             format!("link set dev {PARTITION_BRIDGE} up"),
@@ -298,7 +284,9 @@ impl Topology {
     /// Starts BIRD 2 in node `i`'s namespace with `config`; see [`BirdHandle`].
     pub fn run_bird(&self, i: usize, config: &str) -> Result<BirdHandle> {
         let node = self.node(i);
-        BirdHandle::start(&node.ns, &self.dir.join(format!("bird-n{i}")), config)
+        // A fresh dir per start, so a restarted BIRD never meets its predecessor's socket.
+        let dir = self.dir.join(format!("bird-n{i}-{}", self.next_spawn()));
+        BirdHandle::start(&node.ns, &dir, config)
     }
 
     /// Starts FRR (zebra, bgpd, bfdd, and ospfd when asked) in the ToR namespace and applies
@@ -307,6 +295,10 @@ impl Topology {
         let ns = self.tor_ns.as_deref().ok_or_else(|| {
             Error::Invalid("this topology has no ToR; build it with .tor(true)".into())
         })?;
-        Frr::start(ns, &self.dir.join("frr"), config)
+        Frr::start(
+            ns,
+            &self.dir.join(format!("frr-{}", self.next_spawn())),
+            config,
+        )
     }
 }

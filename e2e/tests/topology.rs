@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use ferrolb_e2e::env::require_root;
 use ferrolb_e2e::topology::{
-    MGMT_HOST_V4, NODE_ASN, TOR_ASN, TOR_LAN_V4, TOR_LAN_V6, Topology, TorConfig, wait_for,
+    MGMT_HOST_V4, NAME_PREFIX, NODE_ASN, RUN_DIR, TOR_ASN, TOR_LAN_V4, TOR_LAN_V6, Topology,
+    TorConfig, cleanup_leftovers, wait_for,
 };
 
 const ROUTER_WAIT: Duration = Duration::from_secs(30);
@@ -88,6 +89,25 @@ fn nodes_reach_each_other_over_the_lan_v4_and_v6() {
         )
         .expect("mac");
     assert_eq!(mac.trim(), node.mac());
+    let link_local = topo
+        .run(
+            node.ns_name(),
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "show",
+                "dev",
+                node.lan_ifname(),
+                "scope",
+                "link",
+            ],
+        )
+        .expect("ip addr");
+    assert!(
+        link_local.contains(&format!("{}/64", node.lan_link_local())),
+        "{link_local}"
+    );
     // Management reaches the host's API address only through the management interface.
     let mgmt = topo
         .run(
@@ -129,7 +149,11 @@ fn cut_lan_drops_carrier_and_restore_brings_it_back() {
         Ok((link_state(&topo, ns, ifname).1 == "UP").then_some(()))
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", link_state(&topo, ns, ifname)));
-    assert!(reachable(&topo, 0, peer), "no ping after restore");
+    // A neighbour entry that failed while the link was cut resolves again within seconds.
+    wait_for("a ping after restore", Duration::from_secs(10), || {
+        Ok(reachable(&topo, 0, peer).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]
@@ -252,7 +276,9 @@ fn drop_removes_everything() {
     assert!(!std::path::Path::new(&pid_file).exists(), "{pid_file} left");
 }
 
-const NODE_ROUTE: &str = "203.0.113.10/32";
+/// What the node exports per family: (BIRD protocol to the ToR, prefix).
+const NODE_ROUTES: [(&str, &str); 2] =
+    [("tor4", "203.0.113.10/32"), ("tor6", "2001:db8:3::10/128")];
 
 fn node_bird_config(topo: &Topology, i: usize) -> String {
     let node = topo.node(i);
@@ -261,9 +287,10 @@ fn node_bird_config(topo: &Topology, i: usize) -> String {
 log stderr all;
 protocol device {{}}
 protocol bfd {{
-  interface "{lan}" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }};
+  interface "{lan}" {{ min rx interval 100 ms; min tx interval 100 ms; idle tx interval 100 ms; multiplier 3; }};
 }}
-protocol static lb4 {{ ipv4; route {NODE_ROUTE} blackhole; }}
+protocol static lb4 {{ ipv4; route {r4} blackhole; }}
+protocol static lb6 {{ ipv6; route {r6} blackhole; }}
 protocol bgp tor4 {{
   local {v4} as {NODE_ASN};
   neighbor {TOR_LAN_V4} as {TOR_ASN};
@@ -271,10 +298,24 @@ protocol bgp tor4 {{
   connect delay time 1; connect retry time 1; error wait time 1, 5;
   ipv4 {{ import none; export where source = RTS_STATIC; }};
 }}
+protocol bgp tor6 {{
+  local {v6} as {NODE_ASN};
+  neighbor {TOR_LAN_V6} as {TOR_ASN};
+  bfd on;
+  connect delay time 1; connect retry time 1; error wait time 1, 5;
+  ipv6 {{ import none; export where source = RTS_STATIC; }};
+}}
 "#,
         v4 = node.lan_v4(),
+        v6 = node.lan_v6(),
         lan = node.lan_ifname(),
+        r4 = NODE_ROUTES[0].1,
+        r6 = NODE_ROUTES[1].1,
     )
+}
+
+fn or_error(r: Result<String, ferrolb_e2e::topology::Error>) -> String {
+    r.unwrap_or_else(|e| e.to_string())
 }
 
 #[test]
@@ -286,80 +327,161 @@ fn bird_on_a_node_and_frr_on_the_tor_establish_bgp_with_bfd() {
     let topo = Topology::builder("bgp")
         .nodes(1)
         .tor(true)
+        .client(true)
         .build()
         .expect("build");
-    let node_v4 = IpAddr::from(topo.node(0).lan_v4());
-    let mut config = TorConfig::for_nodes(&topo);
-    config.peers.retain(|p| p.address.is_ipv4());
+    let node = topo.node(0);
     let tor = topo
-        .run_frr(&config)
+        .run_frr(&TorConfig::for_nodes(&topo))
         .unwrap_or_else(|e| panic!("starting FRR: {e}"));
     let bird = topo
         .run_bird(0, &node_bird_config(&topo, 0))
         .unwrap_or_else(|e| panic!("starting BIRD: {e}"));
 
-    let established = wait_for("BIRD's session tor4 to be Established", ROUTER_WAIT, || {
-        Ok(bird
-            .protocol("tor4")?
-            .filter(|(_, info)| info.starts_with("Established")))
-    });
-    if let Err(e) = established {
-        panic!(
-            "{e}\n--- birdc show protocols all tor4 ---\n{}\n--- bird log ---\n{}\n--- FRR ---\n{}\n{}",
-            bird.birdc(&["show", "protocols", "all", "tor4"])
-                .unwrap_or_else(|e| e.to_string()),
-            bird.log(),
-            tor.vtysh(&["show bgp summary"])
-                .unwrap_or_else(|e| e.to_string()),
-            tor.logs()
-        );
+    for (protocol, _) in NODE_ROUTES {
+        wait_for(
+            &format!("BIRD's session {protocol} to be Established"),
+            ROUTER_WAIT,
+            || {
+                Ok(bird
+                    .protocol(protocol)?
+                    .filter(|(_, info)| info.starts_with("Established")))
+            },
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n--- birdc show protocols all {protocol} ---\n{}\n--- bird log ---\n{}\n\
+                 --- FRR show bgp summary ---\n{}\n{}",
+                or_error(bird.birdc(&["show", "protocols", "all", protocol])),
+                bird.log(),
+                or_error(tor.vtysh(&["show bgp summary"])),
+                tor.logs()
+            )
+        });
     }
     let protocols = bird.birdc(&["show", "protocols"]).expect("birdc");
-    assert!(protocols.contains("Established"), "{protocols}");
+    assert_eq!(protocols.matches("Established").count(), 2, "{protocols}");
 
-    wait_for("FRR's BFD peer to be up", ROUTER_WAIT, || {
-        Ok(tor.bfd_status(node_v4)?.filter(|s| s == "up"))
-    })
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}\n--- show bfd peers ---\n{}\n--- birdc show bfd sessions ---\n{}",
-            tor.vtysh(&["show bfd peers"])
-                .unwrap_or_else(|e| e.to_string()),
-            bird.birdc(&["show", "bfd", "sessions"])
-                .unwrap_or_else(|e| e.to_string())
+    for peer in [IpAddr::from(node.lan_v4()), node.lan_v6().into()] {
+        wait_for(
+            &format!("FRR's BFD peer {peer} to be up"),
+            ROUTER_WAIT,
+            || Ok(tor.bfd_status(peer)?.filter(|s| s == "up")),
         )
-    });
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n--- show bfd peers ---\n{}\n--- birdc show bfd sessions ---\n{}",
+                or_error(tor.vtysh(&["show bfd peers"])),
+                or_error(bird.birdc(&["show", "bfd", "sessions"]))
+            )
+        });
+    }
     let peers = tor.vtysh(&["show bfd peers"]).expect("vtysh");
-    assert!(peers.contains("Status: up"), "{peers}");
+    assert_eq!(peers.matches("Status: up").count(), 2, "{peers}");
 
-    let nexthops = wait_for("the node's route on the ToR", ROUTER_WAIT, || {
-        let nh = tor.route_nexthops(NODE_ROUTE)?;
-        Ok((!nh.is_empty()).then_some(nh))
-    })
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}\n--- show ip route ---\n{}\n--- show bgp ipv4 unicast ---\n{}",
-            tor.vtysh(&["show ip route"])
-                .unwrap_or_else(|e| e.to_string()),
-            tor.vtysh(&["show bgp ipv4 unicast"])
-                .unwrap_or_else(|e| e.to_string())
-        )
-    });
-    assert_eq!(nexthops, vec![node_v4]);
+    let next_hops = [IpAddr::from(node.lan_v4()), node.lan_link_local().into()];
+    for ((_, prefix), next_hop) in NODE_ROUTES.into_iter().zip(next_hops) {
+        let got = wait_for(&format!("{prefix} on the ToR"), ROUTER_WAIT, || {
+            let nh = tor.route_nexthops(prefix)?;
+            Ok((!nh.is_empty()).then_some(nh))
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n--- show ip route / show ipv6 route ---\n{}\n--- show bgp all ---\n{}",
+                or_error(tor.vtysh(&["show ip route", "show ipv6 route"])),
+                or_error(tor.vtysh(&["show bgp all"]))
+            )
+        });
+        assert_eq!(got, vec![next_hop], "next hops of {prefix}");
+    }
     let routes = tor.vtysh(&["show ip route"]).expect("vtysh");
-    assert!(routes.contains(&format!("B>* {NODE_ROUTE}")), "{routes}");
+    assert!(
+        routes.contains(&format!("B>* {}", NODE_ROUTES[0].1)),
+        "{routes}"
+    );
     let kernel = topo
         .run(
             topo.tor_ns().expect("tor"),
-            &["ip", "route", "show", NODE_ROUTE],
+            &["ip", "route", "show", NODE_ROUTES[0].1],
         )
         .expect("ip route");
     assert!(
-        kernel.contains(&format!("via {node_v4}")),
+        kernel.contains(&format!("via {}", node.lan_v4())),
         "zebra installs it in the ToR's kernel: {kernel}"
     );
+    // The client reaches the nodes only through the ToR, which forwards.
+    let client = topo.client_ns().expect("client");
+    for to in [IpAddr::from(node.lan_v4()), node.lan_v6().into()] {
+        assert!(
+            topo.ping(client, to),
+            "client cannot reach {to} through the ToR"
+        );
+    }
     eprintln!(
-        "BGP + BFD up and the route on the ToR after {:?}",
+        "BGP + BFD up and both routes on the ToR after {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn frr_on_the_tor_runs_ospf_when_asked_and_rejects_bad_config() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder("ospf")
+        .nodes(1)
+        .tor(true)
+        .build()
+        .expect("build");
+    let mut config = TorConfig::for_nodes(&topo);
+    config.ospf = true;
+    let tor = topo
+        .run_frr(&config)
+        .unwrap_or_else(|e| panic!("starting FRR: {e}"));
+    let ospf = tor.vtysh(&["show ip ospf"]).expect("vtysh");
+    assert!(
+        ospf.contains(&format!("OSPF Routing Process, Router ID: {TOR_LAN_V4}")),
+        "{ospf}"
+    );
+    let interface = tor.vtysh(&["show ip ospf interface eth0"]).expect("vtysh");
+    assert!(interface.contains("Area 0.0.0.0"), "{interface}");
+    let bad = tor.configure("router bgp 64512\n neighbor 192.0.2.10 no-such-option\nexit\n");
+    assert!(bad.is_err(), "vtysh accepted a bad line");
+}
+
+#[test]
+fn cleanup_leftovers_removes_dead_runs_and_spares_live_ones() {
+    if !require_root() {
+        return;
+    }
+    let live = build("live", 1);
+    let dead = build("dead", 1);
+    let dead_prefix = dead.prefix().to_string();
+    // Make `dead` look like the leftovers of a crashed run: an owner that does not exist.
+    std::fs::write(format!("{RUN_DIR}/{dead_prefix}.pid"), "0 0\n").expect("pid file");
+
+    cleanup_leftovers(NAME_PREFIX).expect("cleanup");
+    let namespaces = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip")
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        !namespaces.contains(&dead_prefix),
+        "dead run's namespaces left: {namespaces}"
+    );
+    assert!(
+        namespaces.contains(live.node(0).ns_name()),
+        "live run's namespace removed: {namespaces}"
+    );
+    assert!(!dead.dir().exists(), "dead run's dir left");
+    assert!(
+        reachable(&live, 0, MGMT_HOST_V4.into()),
+        "live run's management link removed"
+    );
+    // Its names may already belong to another run that took the freed slot.
+    std::mem::forget(dead);
 }

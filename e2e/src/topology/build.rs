@@ -171,6 +171,13 @@ impl Topology {
 
         self.create_lan()?;
         self.create_management()?;
+        self.address_nodes()?;
+        self.address_tor_and_client()
+    }
+
+    /// Addresses and routes inside the node namespaces: the default routes point at the ToR's
+    /// LAN address whether or not a ToR runs; management gets its prefix route only.
+    fn address_nodes(&self) -> Result<()> {
         for node in &self.nodes {
             let mut lines = vec![
                 "link set dev lo up".to_string(),
@@ -194,41 +201,48 @@ impl Topology {
             }
             ip_batch(Some(&node.ns), &lines)?;
         }
-        if let Some(tor) = &self.tor_ns {
-            let mut lines = vec![
-                "link set dev lo up".to_string(),
-                format!("link set dev {TOR_LAN_IF} up"),
-                format!("addr add {TOR_LAN_V4}/{LAN_V4_PREFIX_LEN} dev {TOR_LAN_IF}"),
-                format!("addr add {TOR_LAN_V6}/{LAN_V6_PREFIX_LEN} dev {TOR_LAN_IF} nodad"),
-            ];
-            if let Some(client) = &self.client_ns {
-                lines.extend([
-                    format!(
-                        "link add name {TOR_CLIENT_IF} address {} type veth peer name {CLIENT_IF} address {} netns {client}",
-                        mac(self.slot, 3, 2),
-                        mac(self.slot, 4, 10)
-                    ),
-                    format!("link set dev {TOR_CLIENT_IF} up"),
-                    format!("addr add {TOR_CLIENT_V4}/24 dev {TOR_CLIENT_IF}"),
-                    format!("addr add {TOR_CLIENT_V6}/64 dev {TOR_CLIENT_IF} nodad"),
-                ]);
-            }
-            ip_batch(Some(tor), &lines)?;
-        }
-        if let Some(client) = &self.client_ns {
-            ip_batch(
-                Some(client),
-                &[
-                    "link set dev lo up".to_string(),
-                    format!("link set dev {CLIENT_IF} up"),
-                    format!("addr add {CLIENT_V4}/24 dev {CLIENT_IF}"),
-                    format!("addr add {CLIENT_V6}/64 dev {CLIENT_IF} nodad"),
-                    format!("route add default via {TOR_CLIENT_V4} dev {CLIENT_IF}"),
-                    format!("route add default via {TOR_CLIENT_V6} dev {CLIENT_IF}"),
-                ],
-            )?;
-        }
         Ok(())
+    }
+
+    /// The ToR's LAN side, its link to the client, and the client's addresses and routes.
+    fn address_tor_and_client(&self) -> Result<()> {
+        let Some(tor) = &self.tor_ns else {
+            return Ok(());
+        };
+        let mut lines = vec![
+            "link set dev lo up".to_string(),
+            format!("link set dev {TOR_LAN_IF} up"),
+            format!("addr add {TOR_LAN_V4}/{LAN_V4_PREFIX_LEN} dev {TOR_LAN_IF}"),
+            format!("addr add {TOR_LAN_V6}/{LAN_V6_PREFIX_LEN} dev {TOR_LAN_IF} nodad"),
+        ];
+        if let Some(client) = &self.client_ns {
+            lines.extend([
+                format!(
+                    "link add name {TOR_CLIENT_IF} address {} type veth peer name {CLIENT_IF} \
+                     address {} netns {client}",
+                    mac(self.slot, 3, 2),
+                    mac(self.slot, 4, 10)
+                ),
+                format!("link set dev {TOR_CLIENT_IF} up"),
+                format!("addr add {TOR_CLIENT_V4}/24 dev {TOR_CLIENT_IF}"),
+                format!("addr add {TOR_CLIENT_V6}/64 dev {TOR_CLIENT_IF} nodad"),
+            ]);
+        }
+        ip_batch(Some(tor), &lines)?;
+        let Some(client) = &self.client_ns else {
+            return Ok(());
+        };
+        ip_batch(
+            Some(client),
+            &[
+                "link set dev lo up".to_string(),
+                format!("link set dev {CLIENT_IF} up"),
+                format!("addr add {CLIENT_V4}/24 dev {CLIENT_IF}"),
+                format!("addr add {CLIENT_V6}/64 dev {CLIENT_IF} nodad"),
+                format!("route add default via {TOR_CLIENT_V4} dev {CLIENT_IF}"),
+                format!("route add default via {TOR_CLIENT_V6} dev {CLIENT_IF}"),
+            ],
+        )
     }
 
     /// The LAN bridge and one veth per node (and the ToR), bridge ends in the LAN namespace.
@@ -288,6 +302,14 @@ impl Topology {
     }
 
     fn teardown(&mut self) {
+        if !self.claim.as_ref().is_some_and(|c| c.still_ours()) {
+            eprintln!(
+                "topology {}: its PID file no longer names this process; leaving its names alone",
+                self.prefix
+            );
+            self.claim.take();
+            return;
+        }
         let namespaces: Vec<String> = self.namespaces().into_iter().map(str::to_string).collect();
         let existing = claim::list_namespaces().unwrap_or_default();
         for ns in namespaces.iter().filter(|ns| existing.contains(ns)) {

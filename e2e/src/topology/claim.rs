@@ -26,10 +26,25 @@ pub(crate) struct Claim {
     pub slot: u8,
     pub prefix: String,
     pid_file: PathBuf,
+    owner: Owner,
+}
+
+impl Claim {
+    /// False when the PID file no longer names this process (removed by hand, or taken over):
+    /// then the names are not ours to delete any more.
+    pub fn still_ours(&self) -> bool {
+        std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|t| Owner::parse(&t))
+            == Some(self.owner)
+    }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
+        if !self.still_ours() {
+            return;
+        }
         if let Err(e) = std::fs::remove_file(&self.pid_file)
             && e.kind() != ErrorKind::NotFound
         {
@@ -246,6 +261,7 @@ pub(crate) fn claim(tag: &str) -> Result<Claim> {
                     slot,
                     prefix,
                     pid_file,
+                    owner: me,
                 });
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,

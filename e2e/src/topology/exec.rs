@@ -165,12 +165,15 @@ pub struct Process {
 }
 
 impl Process {
-    /// Spawns `cmd`, which must already be in its own process group (see [`in_namespace`]).
+    /// Spawns `cmd` as the leader of a new process group.
     pub(crate) fn spawn(label: &str, cmd: &mut Command, log: Option<PathBuf>) -> Result<Process> {
-        let child = cmd.spawn().map_err(|source| Error::Spawn {
-            command: describe(cmd),
-            source,
-        })?;
+        let child = cmd
+            .process_group(0)
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                command: describe(cmd),
+                source,
+            })?;
         Ok(Process {
             label: label.to_string(),
             child,
@@ -222,23 +225,40 @@ impl Process {
     }
 
     /// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL; reaps it.
+    /// A process that has exited already is left alone: once reaped its pid may be reused, so
+    /// its group is not signalled any more (the topology's namespace sweep gets stragglers).
     pub fn stop(&mut self, grace: Duration) {
-        if self.reaped.is_some() {
+        if self.exit_status().is_some() {
             return;
         }
         if !grace.is_zero() {
             // Failing means the group is gone already.
             let _ = self.signal("TERM");
             let deadline = Instant::now() + grace;
-            while Instant::now() < deadline && self.exit_status().is_none() {
+            while Instant::now() < deadline {
+                // Peek without reaping, so the pid (the group id) stays ours.
+                if self.leader_exited() {
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        // Descendants may outlive the leader: the group still gets SIGKILL.
+        // The leader is not reaped yet, so its pid still names our group: descendants that
+        // outlive it get SIGKILL too.
         let _ = self.signal("KILL");
-        if self.reaped.is_none() {
-            self.reaped = self.child.wait().ok();
-        }
+        let _ = self.child.kill();
+        self.reaped = self.child.wait().ok();
+    }
+
+    /// True when the leader has exited (a zombie counts), without reaping it.
+    fn leader_exited(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.id()))
+            .ok()
+            .and_then(|s| {
+                s.rfind(')')
+                    .and_then(|i| s[i + 1..].split_whitespace().next().map(str::to_string))
+            })
+            .is_none_or(|state| state == "Z" || state == "X")
     }
 }
 

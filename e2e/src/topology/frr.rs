@@ -15,6 +15,11 @@ const FRR_BIN: &str = "/usr/lib/frr";
 const FRR_USER: &str = "frr";
 
 /// FRR daemons running in the ToR namespace; dropping it stops them.
+///
+/// FRR 8.4 registers a peer's BFD session without a local address and re-registers it with one
+/// when BGP first comes up, which restarts the BFD session: a BFD-enabled peer sees one BGP flap
+/// about a second after its first Established. Wait for a state (see [`super::wait_for`]) rather
+/// than checking it once.
 #[derive(Debug)]
 pub struct Frr {
     dir: PathBuf,
@@ -50,9 +55,10 @@ impl Frr {
             dir: dir.to_path_buf(),
             daemons: Vec::new(),
         };
-        for name in names {
+        for name in &names {
             frr.start_daemon(ns, name)?;
         }
+        frr.wait_for_zebra_clients(&names)?;
         frr.configure(&config.render())?;
         Ok(frr)
     }
@@ -103,6 +109,26 @@ impl Frr {
         ready
     }
 
+    /// Waits until every daemon has its zebra session, so the config lands on daemons that
+    /// already know the namespace's VRF and interfaces (bgpd cannot start peers before).
+    fn wait_for_zebra_clients(&self, names: &[&str]) -> Result<()> {
+        let clients: Vec<&str> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix('d'))
+            .filter(|n| *n != "zebra")
+            .collect();
+        wait_for(
+            "FRR daemons to connect to zebra",
+            Duration::from_secs(10),
+            || {
+                let out = self.vtysh(&["show zebra client summary"])?;
+                let connected =
+                    |c: &&str| out.lines().any(|l| l.split_whitespace().next() == Some(*c));
+                Ok(clients.iter().all(connected).then_some(()))
+            },
+        )
+    }
+
     /// Runs each of `commands` (one full command per element, e.g. `"show ip route"`) through
     /// vtysh against this instance and returns the output.
     pub fn vtysh(&self, commands: &[&str]) -> Result<String> {
@@ -123,7 +149,7 @@ impl Frr {
         })
     }
 
-    /// Applies frr.conf text (as from [`render_frr_conf`]) on top of the running config.
+    /// Applies frr.conf text (as from [`super::render_frr_conf`]) on top of the running config.
     pub fn configure(&self, frr_conf: &str) -> Result<()> {
         let path = self.dir.join("frr.conf");
         std::fs::write(&path, frr_conf).map_err(|source| Error::Io {

@@ -12,6 +12,7 @@ pub struct Node {
     pub(super) lan_v4: Ipv4Addr,
     pub(super) lan_v6: Ipv6Addr,
     pub(super) mac: String,
+    mac_bytes: [u8; 6],
     pub(super) mgmt: Option<(Ipv4Addr, String)>,
 }
 
@@ -24,6 +25,7 @@ impl Node {
             lan_v4: Ipv4Addr::new(192, 0, 2, host),
             lan_v6: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, u16::from(host)),
             mac: mac(slot, 1, host),
+            mac_bytes: mac_bytes(slot, 1, host),
             mgmt: management.then(|| (Ipv4Addr::new(198, 18, slot, host), format!("{prefix}m{i}"))),
         }
     }
@@ -47,6 +49,22 @@ impl Node {
     pub fn mac(&self) -> &str {
         &self.mac
     }
+    /// The LAN interface's IPv6 link-local address (EUI-64 from the MAC, the kernel's default),
+    /// which is what the ToR shows as the next hop of routes learnt over IPv6 BGP.
+    pub fn lan_link_local(&self) -> Ipv6Addr {
+        let m = self.mac_bytes;
+        let pair = |a: u8, b: u8| (u16::from(a) << 8) | u16::from(b);
+        Ipv6Addr::new(
+            0xfe80,
+            0,
+            0,
+            0,
+            pair(m[0] ^ 0x02, m[1]),
+            pair(m[2], 0xff),
+            pair(0xfe, m[3]),
+            pair(m[4], m[5]),
+        )
+    }
     /// The node's management address, when the topology has management.
     pub fn mgmt_v4(&self) -> Option<Ipv4Addr> {
         self.mgmt.as_ref().map(|(a, _)| *a)
@@ -63,5 +81,11 @@ impl Node {
 /// Locally administered MACs derived from the slot, so a reused slot keeps the MACs the host's
 /// neighbour cache may still hold for it.
 pub(super) fn mac(slot: u8, role: u8, host: u8) -> String {
-    format!("02:fb:{slot:02x}:{role:02x}:00:{host:02x}")
+    mac_bytes(slot, role, host)
+        .map(|b| format!("{b:02x}"))
+        .join(":")
+}
+
+fn mac_bytes(slot: u8, role: u8, host: u8) -> [u8; 6] {
+    [0x02, 0xfb, slot, role, 0x00, host]
 }

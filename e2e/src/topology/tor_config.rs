@@ -94,6 +94,9 @@ pub fn render_frr_conf(config: &TorConfig) -> String {
     line("frr defaults traditional");
     line("hostname tor");
     line("log stdout informational");
+    // Apply route-map changes at once: the default 5 s delay also holds new peers in
+    // "config-pending" that long.
+    line("bgp route-map delay-timer 0");
     line("!");
     if let Some(bfd) = config.bfd {
         line("bfd");
