@@ -5,4 +5,5 @@ pub mod catalogue;
 pub mod controlplane;
 pub mod env;
 pub mod kubelet;
+pub mod process;
 pub mod topology;

@@ -206,13 +206,13 @@ impl Topology {
         let (out, err) = exec::log_stdio(&log)?;
         let mut inner = exec::rebuild_in_namespace(ns, cmd);
         inner.stdout(out).stderr(err);
-        Process::spawn(&label, &mut inner, Some(log))
+        exec::spawn(&label, inner, Some(log))
     }
 
     /// Starts a command made with [`in_namespace`] as is (its stdio as the caller set it), e.g.
     /// to read its stdout through a pipe.
-    pub fn spawn(&self, label: &str, mut cmd: Command) -> Result<Process> {
-        Process::spawn(label, &mut cmd, None)
+    pub fn spawn(&self, label: &str, cmd: Command) -> Result<Process> {
+        exec::spawn(label, cmd, None)
     }
 
     fn next_spawn(&self) -> u32 {

@@ -20,7 +20,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::env;
-pub use procs::{Process, cleanup_leftovers, spawn_tied};
+pub use procs::cleanup_leftovers;
+
+use crate::process::{Process, tied};
 
 /// The management address: the API server is reached on it from the node namespaces.
 pub const MANAGEMENT_ADDRESS: &str = "198.18.0.1";
@@ -105,7 +107,7 @@ impl ControlPlane {
         let etcd_data = procs::tmpfs_dir(&dir)?;
         let etcd_url = format!("http://127.0.0.1:{etcd_client}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer}");
-        cp.processes.push(Process::spawn(
+        cp.processes.push(start(
             "etcd",
             &env::tool("etcd"),
             &[
@@ -122,7 +124,7 @@ impl ControlPlane {
             &dir,
         )?);
         let d = |f: &str| dir.join(f).display().to_string();
-        cp.processes.push(Process::spawn(
+        cp.processes.push(start(
             "kube-apiserver",
             &env::tool("kube-apiserver"),
             &[
@@ -149,7 +151,7 @@ impl ControlPlane {
         )?);
         let client = cp.client().await?;
         wait_ready(&client, &mut cp.processes).await?;
-        cp.processes.push(Process::spawn(
+        cp.processes.push(start(
             "kube-controller-manager",
             &env::tool("kube-controller-manager"),
             &[
@@ -208,7 +210,7 @@ impl ControlPlane {
     pub fn kill(&mut self, name: &str) {
         self.processes
             .iter_mut()
-            .filter(|p| p.name() == name)
+            .filter(|p| p.label() == name)
             .for_each(Process::kill);
     }
 
@@ -298,6 +300,19 @@ fn kubeconfig_yaml(dir: &Path, host: &str, port: u16) -> String {
         crt = d("admin.crt"),
         key = d("admin.key"),
     )
+}
+
+/// Starts `program args` tied to the test process, output to `<dir>/<name>.log`.
+fn start(name: &str, program: &Path, args: &[String], dir: &Path) -> anyhow::Result<Process> {
+    let log = dir.join(format!("{name}.log"));
+    let out = std::fs::File::create(&log)?;
+    let mut cmd = tied(program);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    Process::spawn(name, cmd, Some(log)).with_context(|| format!("cannot start {name}"))
 }
 
 /// Polls until the API server answers and the `default` namespace exists (bounded: 60 s).

@@ -38,7 +38,7 @@ impl BirdHandle {
             .arg(dir.join("bird.pid"))
             .stdout(out)
             .stderr(err);
-        let mut process = Process::spawn(&format!("bird in {ns}"), &mut cmd, Some(log))?;
+        let mut process = super::exec::spawn(&format!("bird in {ns}"), cmd, Some(log))?;
         let ready = wait_for(
             "BIRD to answer on its control socket",
             Duration::from_secs(10),

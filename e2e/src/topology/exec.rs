@@ -1,14 +1,13 @@
-//! Running the tools the harness drives (`ip`, `sysctl`, `kill`, routers) and owning the
-//! processes it starts, each in its own process group so a stop takes its children too.
+//! Running the tools the harness drives (`ip`, `sysctl`, routers) inside the namespaces.
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Error, Result};
+pub use crate::process::Process;
 
 /// The command line as text, for error messages.
 pub(crate) fn describe(cmd: &Command) -> String {
@@ -103,13 +102,12 @@ pub(crate) fn sysctl(ns: &str, settings: &[&str]) -> Result<()> {
     run(&argv).map(drop)
 }
 
-/// `ip netns exec <ns> <program>`, in a process group of its own, stdin closed.
+/// `ip netns exec <ns> <program>`, tied to the test process (it dies with it), stdin closed.
 pub fn in_namespace(ns: &str, program: impl AsRef<OsStr>) -> Command {
-    let mut cmd = Command::new("ip");
+    let mut cmd = crate::process::tied("ip");
     cmd.args(["netns", "exec", ns])
         .arg(program)
-        .stdin(Stdio::null())
-        .process_group(0);
+        .stdin(Stdio::null());
     cmd
 }
 
@@ -150,122 +148,10 @@ pub(crate) fn log_stdio(path: &Path) -> Result<(Stdio, Stdio)> {
     Ok((Stdio::from(out), Stdio::from(err)))
 }
 
-/// Sends `signal` (a name like `TERM` or `KILL`) to the process group `pgid`.
-pub(crate) fn signal_group(pgid: u32, signal: &str) -> Result<()> {
-    run(&["kill", "-s", signal, "--", &format!("-{pgid}")]).map(drop)
-}
-
-/// A process started by the harness, in its own process group; dropping it kills the group.
-#[derive(Debug)]
-pub struct Process {
-    label: String,
-    child: Child,
-    log: Option<PathBuf>,
-    reaped: Option<ExitStatus>,
-}
-
-impl Process {
-    /// Spawns `cmd` as the leader of a new process group.
-    pub(crate) fn spawn(label: &str, cmd: &mut Command, log: Option<PathBuf>) -> Result<Process> {
-        let child = cmd
-            .process_group(0)
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                command: describe(cmd),
-                source,
-            })?;
-        Ok(Process {
-            label: label.to_string(),
-            child,
-            log,
-            reaped: None,
-        })
-    }
-
-    /// The process id, which is also its process group id.
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    /// The child, e.g. to take a piped stdout. Waiting on it directly is fine; signal through
-    /// [`Process::signal`] so the whole group gets it.
-    pub fn child_mut(&mut self) -> &mut Child {
-        &mut self.child
-    }
-
-    /// `Some(status)` once the process has exited.
-    pub fn exit_status(&mut self) -> Option<ExitStatus> {
-        if self.reaped.is_none() {
-            self.reaped = self.child.try_wait().ok().flatten();
-        }
-        self.reaped
-    }
-
-    /// Where its stdout and stderr go, when the harness chose the file.
-    pub fn log_path(&self) -> Option<&Path> {
-        self.log.as_deref()
-    }
-
-    /// Its log so far (empty when it has none).
-    pub fn log(&self) -> String {
-        self.log
-            .as_deref()
-            .and_then(|p| std::fs::read(p).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// Sends `signal` (`TERM`, `KILL`, `HUP`, `STOP`, `CONT`, ...) to the whole process group.
-    pub fn signal(&self, signal: &str) -> Result<()> {
-        signal_group(self.id(), signal)
-    }
-
-    /// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL; reaps it.
-    /// A process that has exited already is left alone: once reaped its pid may be reused, so
-    /// its group is not signalled any more (the topology's namespace sweep gets stragglers).
-    pub fn stop(&mut self, grace: Duration) {
-        if self.exit_status().is_some() {
-            return;
-        }
-        if !grace.is_zero() {
-            // Failing means the group is gone already.
-            let _ = self.signal("TERM");
-            let deadline = Instant::now() + grace;
-            while Instant::now() < deadline {
-                // Peek without reaping, so the pid (the group id) stays ours.
-                if self.leader_exited() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        // The leader is not reaped yet, so its pid still names our group: descendants that
-        // outlive it get SIGKILL too.
-        let _ = self.signal("KILL");
-        let _ = self.child.kill();
-        self.reaped = self.child.wait().ok();
-    }
-
-    /// True when the leader has exited (a zombie counts), without reaping it.
-    fn leader_exited(&self) -> bool {
-        std::fs::read_to_string(format!("/proc/{}/stat", self.id()))
-            .ok()
-            .and_then(|s| {
-                s.rfind(')')
-                    .and_then(|i| s[i + 1..].split_whitespace().next().map(str::to_string))
-            })
-            .is_none_or(|state| state == "Z" || state == "X")
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.stop(Duration::ZERO);
-    }
+/// Starts `cmd` as a [`Process`] (own process group, tied to the test process).
+pub(crate) fn spawn(label: &str, cmd: Command, log: Option<std::path::PathBuf>) -> Result<Process> {
+    let command = describe(&cmd);
+    Process::spawn(label, cmd, log).map_err(|source| Error::Spawn { command, source })
 }
 
 /// Polls `probe` every 100 ms until it yields a value or `timeout` passes. An `Err` from the

@@ -82,7 +82,7 @@ impl Frr {
         if name == "bfdd" {
             cmd.arg("--bfdctl").arg(dir.join("bfdd.sock"));
         }
-        let mut process = Process::spawn(&format!("{name} in {ns}"), &mut cmd, Some(log))?;
+        let mut process = super::exec::spawn(&format!("{name} in {ns}"), cmd, Some(log))?;
         let vty = dir.join(format!("{name}.vty"));
         let ready = wait_for(
             &format!("{name} to open {}", vty.display()),
