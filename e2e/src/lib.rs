@@ -6,4 +6,5 @@ pub mod controlplane;
 pub mod env;
 pub mod kubelet;
 pub mod process;
+pub mod results;
 pub mod topology;
