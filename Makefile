@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps tools crds check-crds fmt fmt-check clippy unit test bench soak demo demo-down clean
+.PHONY: all deps tools crds check-crds fmt fmt-check clippy test bench soak demo demo-down clean
 
 all: test
 
@@ -46,7 +46,8 @@ bench: deps
 ## Long fault-injection runs: figures printed and written to target/soak/results.json.
 soak: deps
 	mkdir -p target/soak
-	FERROLB_SOAK=1 $(CARGO) test --release --workspace -- --ignored soak_ --test-threads=1
+	# Tests named soak_*: short in `make test`, long here (FERROLB_SOAK=1).
+	FERROLB_SOAK=1 $(CARGO) test --release --workspace soak_ -- --include-ignored --test-threads=1 --nocapture
 	@echo "figures: target/soak/results.json"; cat target/soak/results.json
 
 ## The main job on a local default: a real control plane, ferrolb's objects, what works today.
