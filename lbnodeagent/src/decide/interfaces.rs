@@ -1,0 +1,83 @@
+//! The local interface per family, and the subnets this node offers on it.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ferrolb_api::contracts::IFA_PROTO_FERROLB;
+use ferrolb_api::pool::Family;
+use ipnetwork::IpNetwork;
+
+use crate::snapshot::{AgentConfig, Interface, InterfaceAddress, KernelFacts, LocalInterface};
+
+/// The interface local addresses of `family` go on: the interface of the default route with
+/// the lowest metric (ties: lowest interface index), or the first interface by index whose name
+/// the configured regex matches (unanchored, as Go's and PureLB's `MatchString`), preferring one
+/// that carries an address of the family. Loopback and the virtual interface are never local.
+pub fn local_interface<'k>(
+    kernel: &'k KernelFacts,
+    config: &AgentConfig,
+    family: Family,
+) -> Option<&'k Interface> {
+    match &config.local_interface {
+        LocalInterface::DefaultRoute => kernel
+            .default_routes
+            .iter()
+            .filter(|r| r.family == family)
+            .min_by_key(|r| (r.metric, r.interface_index))
+            .and_then(|r| {
+                kernel
+                    .interfaces
+                    .iter()
+                    .find(|i| i.index == r.interface_index)
+            }),
+        LocalInterface::Matching(regex) => {
+            let mut matching = kernel
+                .interfaces
+                .iter()
+                .filter(|i| i.name != "lo" && i.name != config.virtual_interface)
+                .filter(|i| regex.is_match(&i.name))
+                .collect::<Vec<_>>();
+            matching.sort_by_key(|i| i.index);
+            matching
+                .iter()
+                .find(|i| i.addresses.iter().any(|a| offers(a, family)))
+                .or(matching.first())
+                .copied()
+        }
+    }
+}
+
+/// An address the node itself has (not one of ours, not IPv6 link-local) of `family`: its
+/// subnet is one the node offers.
+fn offers(addr: &InterfaceAddress, family: Family) -> bool {
+    Family::of(addr.address) == family
+        && addr.proto != IFA_PROTO_FERROLB
+        && !is_link_local(addr.address)
+}
+
+fn is_link_local(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.is_unicast_link_local(),
+    }
+}
+
+/// The subnets (networks of the node's own addresses) on an interface, for `family`.
+pub fn offered_subnets(interface: &Interface, family: Family) -> BTreeSet<IpNetwork> {
+    interface
+        .addresses
+        .iter()
+        .filter(|a| offers(a, family))
+        .filter_map(|a| IpNetwork::new(a.address, a.prefix_len).ok())
+        .filter_map(|n| IpNetwork::new(n.network(), n.prefix()).ok())
+        .collect()
+}
+
+/// The interface carries an address of its own inside `subnet`. Our own addresses do not count:
+/// otherwise an address would keep its subnet alive after the node's own address went away.
+pub(crate) fn carries_subnet(interface: &Interface, subnet: IpNetwork) -> bool {
+    interface
+        .addresses
+        .iter()
+        .any(|a| offers(a, Family::of(subnet.ip())) && subnet.contains(a.address))
+}

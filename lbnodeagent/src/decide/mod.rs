@@ -1,0 +1,28 @@
+//! Pure decisions: which addresses this node should carry, and the changes that get it there.
+//!
+//! No I/O, no async: `desired(snapshot, holds)` and `diff(desired, observed)` are functions of
+//! plain values, so every rule of DESIGN.md "lbnodeagent" is tested here with tables.
+
+mod config;
+mod desired;
+mod diff;
+mod eligibility;
+mod interfaces;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::agent_config;
+pub use desired::{
+    AddressKind, Desired, DesiredAddress, SkipReason, Skipped, desired, holds_every_address,
+};
+pub use diff::{Change, Observed, OwnedAddress, blocked, diff, renewal_due, renewal_period};
+pub use eligibility::{local_eligibility, virtual_eligibility};
+pub use interfaces::{local_interface, offered_subnets};
+
+/// `IFA_F_NODAD`: IPv6 addresses are usable at once; the election, not DAD, prevents duplicates.
+pub const IFA_F_NODAD: u32 = 0x02;
+/// `IFA_F_NOPREFIXROUTE`: a local address adds no route; the node's own address has it already.
+pub const IFA_F_NOPREFIXROUTE: u32 = 0x200;
+/// The address flags the agent sets and so compares; the kernel adds others (secondary, ...).
+pub const MANAGED_FLAGS: u32 = IFA_F_NODAD | IFA_F_NOPREFIXROUTE;

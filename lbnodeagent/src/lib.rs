@@ -1,0 +1,11 @@
+//! ferrolb's node agent: decides which addresses this node carries and puts them in the kernel.
+
+pub mod apply;
+pub mod decide;
+pub mod netlink;
+pub mod observe;
+pub mod snapshot;
+
+mod error;
+
+pub use error::{Error, Result};
