@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod decide;
+pub mod gossip;
 pub mod netlink;
 pub mod observe;
 pub mod snapshot;

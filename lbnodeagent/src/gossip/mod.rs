@@ -1,0 +1,3 @@
+//! Membership over chitchat on the node's LAN: who is alive, eligible, and holds what.
+
+pub mod auth;
