@@ -1,3 +1,4 @@
 //! Membership over chitchat on the node's LAN: who is alive, eligible, and holds what.
 
 pub mod auth;
+pub mod view;
