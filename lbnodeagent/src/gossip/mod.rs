@@ -1,4 +1,5 @@
 //! Membership over chitchat on the node's LAN: who is alive, eligible, and holds what.
 
 pub mod auth;
+pub mod membership;
 pub mod view;
