@@ -63,10 +63,8 @@ pub fn decode<'a>(kv: impl IntoIterator<Item = (&'a str, &'a str)>) -> Published
                 .filter_map(|pair| pair.split_once('='))
                 .map(|(i, m)| (i.to_string(), m.to_string()))
                 .collect();
-        } else if let Some(addr) = k.strip_prefix(gossip::KEY_HOLDING_PREFIX) {
-            if let Ok(a) = addr.parse() {
-                p.holding.insert(a);
-            }
+        } else if let Some(Ok(a)) = k.strip_prefix(gossip::KEY_HOLDING_PREFIX).map(str::parse) {
+            p.holding.insert(a);
         }
     }
     p
