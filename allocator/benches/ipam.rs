@@ -8,7 +8,6 @@
 use std::alloc::System;
 use std::hint::black_box;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cap::Cap;
@@ -210,52 +209,6 @@ fn rebuild_100k_ms(rng: &mut XorShift) -> f64 {
     median(samples).as_secs_f64() * 1e3
 }
 
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')))
-        .map(|(_, m)| m.trim().to_string())
-        .unwrap_or_else(|| "unknown CPU".to_string());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!(
-        "{model}, {cores} cores, {}/{}",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    )
-}
-
-/// `<target dir>/bench/results.json`; a relative `CARGO_TARGET_DIR` is taken from the
-/// workspace root.
-fn results_path() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the allocator crate sits in the workspace")
-        .to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map_or_else(|| root.join("target"), |t| root.join(t));
-    target.join("bench").join("results.json")
-}
-
-fn write_results(figures: serde_json::Value) -> std::io::Result<PathBuf> {
-    let path = results_path();
-    let mut all = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-        .filter(serde_json::Value::is_object)
-        .unwrap_or_else(|| serde_json::json!({}));
-    all["ipam"] = figures;
-    let dir = path.parent().expect("results.json has a directory");
-    std::fs::create_dir_all(dir)?;
-    // Other benches merge into the same file: replace it whole, never leave half a file.
-    let tmp = dir.join(format!("results.json.ipam.{}", std::process::id()));
-    let text = serde_json::to_string_pretty(&all).expect("JSON values serialize");
-    std::fs::write(&tmp, text + "\n")?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
-}
-
 fn figures() {
     let mut rng = XorShift(0x853c_49e6_748f_ea9b);
     let allocations = allocations_per_second();
@@ -277,7 +230,6 @@ fn figures() {
         "method": format!("median of {ROUNDS} timed rounds on one thread; bytes are live heap \
             bytes (counting global allocator) for {HELD} non-adjacent addresses, worst of the \
             three ways of building the state"),
-        "machine": machine(),
     });
     println!("ipam figures:");
     println!("  allocations/s (1M sequential, {POOL}): {allocations:.0}");
@@ -287,7 +239,7 @@ fn figures() {
          (requested ascending {ascending:.1}, random order {random_order:.1}, rebuilt {rebuilt:.1})"
     );
     println!("  rebuild of {HELD} scattered: {rebuild_ms:.2} ms");
-    match write_results(figures) {
+    match ferrolb_e2e::results::record(ferrolb_e2e::results::Tier::Bench, "ipam", figures) {
         Ok(path) => println!("  written to {}", path.display()),
         Err(e) => eprintln!("could not write bench results: {e}"),
     }

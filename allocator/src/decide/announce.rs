@@ -1,0 +1,113 @@
+//! Who announces an address, as the per-node Leases tell it: the `announcing-IPv4/-IPv6`
+//! annotations, `HolderChanged` when the holders change, `NoCandidate` when nobody can hold it.
+
+use std::net::IpAddr;
+
+use ferrolb_api::annotations as ann;
+use ferrolb_api::contracts::{VIRTUAL_INTERFACE, reason};
+use ferrolb_api::election::{Contender, elect};
+use ferrolb_api::pool::Family;
+use ferrolb_api::servicegroup::GroupType;
+
+use super::{Note, SvcPlan};
+use crate::observe::{Snapshot, SvcView};
+
+/// Adds the announcing annotation of `addr` and the Events about its holders to `p`.
+pub fn announce(
+    snap: &Snapshot,
+    svc: &SvcView,
+    group_type: GroupType,
+    addr: IpAddr,
+    p: &mut SvcPlan,
+) {
+    let family = Family::of(addr);
+    let key = match family {
+        Family::V4 => ann::ANNOUNCING_IPV4,
+        Family::V6 => ann::ANNOUNCING_IPV6,
+    };
+    let value = match group_type {
+        GroupType::Virtual => {
+            let n = snap.live_leases().filter(|l| l.virtual_count > 0).count();
+            Some(format!("{n} nodes,{VIRTUAL_INTERFACE}"))
+        }
+        GroupType::Local => {
+            let holders: Vec<String> = snap
+                .live_leases()
+                .filter(|l| l.holding.contains(&addr))
+                .map(|l| {
+                    let iface = match family {
+                        Family::V4 => l.interface_v4.as_deref(),
+                        Family::V6 => l.interface_v6.as_deref(),
+                    };
+                    format!("{},{},{addr}", l.node, iface.unwrap_or("-"))
+                })
+                .collect();
+            if let Some(why) = no_candidate(snap, svc, addr) {
+                p.problems.push(Note::warning(reason::NO_CANDIDATE, why));
+            }
+            (!holders.is_empty()).then(|| holders.join(" "))
+        }
+    };
+    let old = svc.written.get(key);
+    if group_type == GroupType::Local && old != value.as_ref() {
+        let was = old.map_or("nobody".to_string(), |o| nodes_of(o));
+        let message = match &value {
+            Some(v) => format!(
+                "{family} {addr} is now announced by {} (was {was})",
+                nodes_of(v)
+            ),
+            None => format!("{family} {addr} is no longer announced (was {was})"),
+        };
+        p.news.push(Note::normal(reason::HOLDER_CHANGED, message));
+    }
+    if let Some(v) = value {
+        p.annotations.insert(key.to_string(), v);
+    }
+}
+
+/// The node names of an announcing value.
+fn nodes_of(value: &str) -> String {
+    value
+        .split_whitespace()
+        .filter_map(|h| h.split(',').next())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why no node can hold `addr`, or `None` when the election has a holder.
+fn no_candidate(snap: &Snapshot, svc: &SvcView, addr: IpAddr) -> Option<String> {
+    let endpoints = snap.endpoints.get(&svc.key);
+    let contenders: Vec<Contender> = snap
+        .leases
+        .iter()
+        .map(|l| Contender {
+            name: l.node.clone(),
+            ineligible: l.ineligible,
+            alive: l.alive(snap.now) && snap.nodes.contains(&l.node),
+            subnets: l.subnets.clone(),
+            has_local_endpoint: endpoints.is_some_and(|e| e.contains(&l.node)),
+        })
+        .collect();
+    let (holder, rejected) = elect(addr, &contenders, svc.etp_local);
+    if holder.is_some() {
+        return None;
+    }
+    if rejected.is_empty() {
+        return Some(format!(
+            "no node can announce {addr}: no ferrolb agent has a live per-node Lease; check that the lbnodeagent DaemonSet runs"
+        ));
+    }
+    let why: Vec<String> = rejected
+        .iter()
+        .map(|(node, why)| format!("{node}: {why}"))
+        .collect();
+    Some(format!(
+        "no node can announce {addr} ({}); make a node with the address's subnet on its local interface eligible{}",
+        why.join("; "),
+        if svc.etp_local {
+            ", and run a ready endpoint on it (externalTrafficPolicy: Local)"
+        } else {
+            ""
+        }
+    ))
+}

@@ -1,0 +1,298 @@
+//! A ServiceGroup's status: capacity and usage per family, and conditions that name the
+//! Services and ranges involved and say what to do.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferrolb_api::ServiceGroupStatus;
+use ferrolb_api::check::{GroupRef, Overlap, Problem, check_group, overlapping_groups};
+use ferrolb_api::pool::Family;
+use ferrolb_api::servicegroup::{FamilyCounts, FamilyStrings, condition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::GroupPlan;
+use crate::observe::GroupView;
+use crate::state::Book;
+
+/// Most Services a condition message names before it says "and N more".
+const NAMES_SHOWN: usize = 10;
+
+/// What is wrong with the groups on their own and between them.
+#[derive(Clone, Debug, Default)]
+pub struct GroupChecks {
+    pub problems: BTreeMap<String, Vec<Problem>>,
+    /// Overlaps by the newer group's name: that group is not used.
+    pub overlaps: BTreeMap<String, Vec<Overlap>>,
+}
+
+impl GroupChecks {
+    pub fn of(groups: &[GroupView]) -> Self {
+        let mut checks = GroupChecks::default();
+        for g in groups {
+            let p = check_group(&g.spec);
+            if !p.is_empty() {
+                checks.problems.insert(g.name.clone(), p);
+            }
+        }
+        let created: Vec<String> = groups.iter().map(|g| g.created.to_string()).collect();
+        let refs: Vec<GroupRef<'_>> = groups
+            .iter()
+            .zip(&created)
+            .map(|(g, c)| GroupRef {
+                name: &g.name,
+                created: c,
+                spec: &g.spec,
+            })
+            .collect();
+        for o in overlapping_groups(&refs) {
+            checks.overlaps.entry(o.newer.clone()).or_default().push(o);
+        }
+        checks
+    }
+
+    /// New allocations may come from the group.
+    pub fn usable(&self, name: &str) -> bool {
+        !self.problems.contains_key(name) && !self.overlaps.contains_key(name)
+    }
+}
+
+fn cond(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        // The diff keeps the observed time when the status did not change.
+        last_transition_time: Time(Timestamp::UNIX_EPOCH),
+    }
+}
+
+fn names(list: &[String]) -> String {
+    let shown = list
+        .iter()
+        .take(NAMES_SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.len() > NAMES_SHOWN {
+        format!("{shown} and {} more", list.len() - NAMES_SHOWN)
+    } else {
+        shown
+    }
+}
+
+/// The status and finalizer one group should have after this pass.
+pub fn group_plan(
+    g: &GroupView,
+    book: &Book,
+    checks: &GroupChecks,
+    exhausted: &BTreeSet<(String, Family)>,
+) -> GroupPlan {
+    let Some(gb) = book.groups.get(&g.name) else {
+        return GroupPlan {
+            name: g.name.clone(),
+            ..Default::default()
+        };
+    };
+    let gen_ = g.generation;
+    let (v4, v6) = g.spec.pools();
+    let mut usage = Vec::new();
+    let mut usage_text = Vec::new();
+    let mut full = Vec::new();
+    for (family, pools, short) in [(Family::V4, v4, "v4"), (Family::V6, v6, "v6")] {
+        let u = gb.ipam.utilization(family);
+        let allocated = gb.allocated(family);
+        usage.push((family, u.capacity, allocated));
+        if !pools.is_empty() {
+            usage_text.push(format!("{short} {allocated}/{}", u.capacity));
+            let failed = exhausted.contains(&(g.name.clone(), family));
+            if failed || (u.capacity > 0 && u.allocated >= u.capacity) {
+                full.push(format!(
+                    "{family} ({}/{} allocated)",
+                    u.allocated, u.capacity
+                ));
+            }
+        } else if exhausted.contains(&(g.name.clone(), family)) {
+            full.push(format!("{family} (no pool)"));
+        }
+    }
+    let mut users: Vec<String> = gb
+        .owners
+        .values()
+        .flatten()
+        .map(|o| o.key.to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    users.sort();
+    let out_of_pool: Vec<String> = gb
+        .ipam
+        .out_of_pool()
+        .map(|a| {
+            let who: Vec<String> = gb
+                .owners
+                .get(&a)
+                .into_iter()
+                .flatten()
+                .map(|o| o.key.to_string())
+                .collect();
+            format!("{a} ({})", who.join(", "))
+        })
+        .collect();
+    let problems = checks.problems.get(&g.name);
+    let overlaps = checks.overlaps.get(&g.name);
+    let ready = problems.is_none() && overlaps.is_none() && !g.deleting;
+    let (ready_reason, ready_msg) = if let Some(p) = problems {
+        (
+            "InvalidRange",
+            format!("not used for new addresses: {}", p[0]),
+        )
+    } else if let Some(o) = overlaps {
+        (
+            "Overlapping",
+            format!("not used for new addresses: {}", o[0]),
+        )
+    } else if g.deleting {
+        ("Deleting", "being deleted; it gives out no new addresses and goes when its last Service releases its address".to_string())
+    } else {
+        ("Ready", "gives out addresses".to_string())
+    };
+    let conditions = vec![
+        cond(condition::READY, ready, ready_reason, ready_msg, gen_),
+        match problems {
+            Some(p) => cond(
+                condition::INVALID_RANGE,
+                true,
+                "InvalidRange",
+                format!(
+                    "{}; fix these pools (ranges are \"a-b\" with a <= b, or a CIDR inside the subnet)",
+                    p.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                gen_,
+            ),
+            None => cond(
+                condition::INVALID_RANGE,
+                false,
+                "RangesValid",
+                "every pool is valid".into(),
+                gen_,
+            ),
+        },
+        match overlaps {
+            Some(o) => cond(
+                condition::OVERLAPPING,
+                true,
+                "Overlapping",
+                format!(
+                    "{}; change the pools so that no address is in two groups",
+                    o.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                gen_,
+            ),
+            None => cond(
+                condition::OVERLAPPING,
+                false,
+                "NoOverlap",
+                "no other group has these addresses".into(),
+                gen_,
+            ),
+        },
+        if full.is_empty() {
+            cond(
+                condition::EXHAUSTED,
+                false,
+                "AddressesFree",
+                "free addresses left".into(),
+                gen_,
+            )
+        } else {
+            cond(
+                condition::EXHAUSTED,
+                true,
+                "Exhausted",
+                format!(
+                    "no free address left for {}; add a range to the group or release addresses",
+                    full.join(", ")
+                ),
+                gen_,
+            )
+        },
+        if out_of_pool.is_empty() {
+            cond(
+                condition::OUT_OF_POOL_ALLOCATIONS,
+                false,
+                "AllInPool",
+                "every allocated address is in a pool".into(),
+                gen_,
+            )
+        } else {
+            cond(
+                condition::OUT_OF_POOL_ALLOCATIONS,
+                true,
+                "OutOfPoolAllocations",
+                format!(
+                    "allocated outside the current pools: {}; they keep their addresses until released; add the range back or move those Services",
+                    names(&out_of_pool)
+                ),
+                gen_,
+            )
+        },
+        if users.is_empty() {
+            cond(
+                condition::IN_USE,
+                false,
+                "NotInUse",
+                "no Service has an address from this group".into(),
+                gen_,
+            )
+        } else {
+            cond(
+                condition::IN_USE,
+                true,
+                "InUse",
+                format!(
+                    "{} Service(s) have addresses from this group: {}; deleting the group waits until they release them",
+                    users.len(),
+                    names(&users)
+                ),
+                gen_,
+            )
+        },
+    ];
+    let pools: Vec<&str> = v4.iter().chain(v6).map(|p| p.pool.as_str()).collect();
+    let cap = |f: Family| usage.iter().find(|u| u.0 == f).map(|u| u.1).unwrap_or(0);
+    let alloc = |f: Family| usage.iter().find(|u| u.0 == f).map(|u| u.2).unwrap_or(0);
+    GroupPlan {
+        name: g.name.clone(),
+        status: ServiceGroupStatus {
+            type_: g.spec.group_type().map(|t| t.as_str().to_string()),
+            pools: Some(pools.join(",")),
+            usage: Some(usage_text.join(", ")),
+            capacity: Some(FamilyStrings {
+                ipv4: cap(Family::V4).to_string(),
+                ipv6: cap(Family::V6).to_string(),
+            }),
+            allocated: Some(FamilyCounts {
+                ipv4: alloc(Family::V4),
+                ipv6: alloc(Family::V6),
+            }),
+            conditions,
+            observed_generation: gen_,
+        },
+        finalizer: !users.is_empty(),
+        usage,
+    }
+}

@@ -1,0 +1,319 @@
+//! One allocation pass: adopt what Services hold (oldest first), then allocate what is missing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ferrolb_api::annotations as ann;
+use ferrolb_api::contracts::reason;
+use ferrolb_api::pool::Family;
+
+use super::select::{Settings, choose_group, families, is_ours};
+use super::{GroupChecks, Note, Plan, SvcPlan, announce, group_status};
+use crate::observe::{Snapshot, SvcView};
+use crate::state::{Book, Owner};
+
+/// One of our Services during the pass.
+struct Work<'a> {
+    svc: &'a SvcView,
+    owner: Owner,
+    group: Result<String, String>,
+    families: Result<Vec<Family>, String>,
+    /// Addresses it keeps or gets, and the group they come from.
+    held: BTreeMap<Family, IpAddr>,
+    held_group: Option<String>,
+    plan: SvcPlan,
+}
+
+/// The whole desired state for a snapshot.
+pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
+    let checks = GroupChecks::of(&snap.groups);
+    let usable: BTreeSet<String> = snap
+        .groups
+        .iter()
+        .filter(|g| !g.deleting && checks.usable(&g.name))
+        .map(|g| g.name.clone())
+        .collect();
+    let mut book = Book::new(&snap.groups, &usable);
+    let mut ours: Vec<&SvcView> = snap
+        .services
+        .iter()
+        .filter(|s| is_ours(s, settings))
+        .collect();
+    ours.sort_by(|a, b| (a.created, &a.key).cmp(&(b.created, &b.key)));
+    let mut work: Vec<Work<'_>> = ours
+        .into_iter()
+        .map(|svc| {
+            let group = choose_group(svc, &snap.groups).map(|g| g.name.clone());
+            let families = match &group {
+                Ok(g) => families(svc, &book.groups[g].families, g),
+                Err(e) => Err(e.clone()),
+            };
+            Work {
+                svc,
+                owner: Owner::of(svc),
+                group,
+                families,
+                held: BTreeMap::new(),
+                held_group: None,
+                plan: SvcPlan {
+                    key: svc.key.clone(),
+                    uid: svc.uid.clone(),
+                    ..Default::default()
+                },
+            }
+        })
+        .collect();
+    for w in &mut work {
+        adopt(w, &mut book);
+    }
+    for g in book.groups.values_mut() {
+        g.seal();
+    }
+    let mut exhausted: BTreeSet<(String, Family)> = BTreeSet::new();
+    for w in &mut work {
+        allocate(w, &mut book, &mut exhausted);
+    }
+    let mut services: Vec<SvcPlan> = work.into_iter().map(|w| finish(w, snap, &book)).collect();
+    // Services we no longer serve but once did: take back what we wrote.
+    for s in snap.services.iter().filter(|s| !is_ours(s, settings)) {
+        if s.written.get(ann::ALLOCATED_BY).map(String::as_str) == Some(ann::ALLOCATED_BY_VALUE) {
+            let mut p = SvcPlan {
+                key: s.key.clone(),
+                uid: s.uid.clone(),
+                ..Default::default()
+            };
+            p.news.extend(released(s, &[]));
+            services.push(p);
+        }
+    }
+    let groups = snap
+        .groups
+        .iter()
+        .map(|g| group_status::group_plan(g, &book, &checks, &exhausted))
+        .collect();
+    Plan { services, groups }
+}
+
+/// Keeps the addresses a Service already shows, where they still belong to it.
+fn adopt(w: &mut Work<'_>, book: &mut Book) {
+    let keep: BTreeSet<Family> = match &w.families {
+        Ok(f) => f.iter().copied().collect(),
+        // Nothing new is possible, but nothing it has is taken away either.
+        Err(_) => w.svc.ingress.iter().map(|a| Family::of(*a)).collect(),
+    };
+    let from = w.svc.written.get(ann::ALLOCATED_FROM);
+    for &addr in &w.svc.ingress {
+        let family = Family::of(addr);
+        if w.held.contains_key(&family) || !keep.contains(&family) {
+            continue;
+        }
+        let origin = from
+            .filter(|g| book.groups.contains_key(*g))
+            .map(String::as_str)
+            .or_else(|| book.group_containing(addr));
+        let target = match (&w.group, origin) {
+            // The group changed: release here, allocate from the new one.
+            (Ok(chosen), Some(o)) if o != chosen => continue,
+            (Ok(chosen), _) => chosen.clone(),
+            (Err(_), Some(o)) => o.to_string(),
+            (Err(_), None) => continue,
+        };
+        if w.held_group.as_ref().is_some_and(|g| *g != target) {
+            continue;
+        }
+        let Some(g) = book.groups.get_mut(&target) else {
+            continue;
+        };
+        if let Err(why) = g.join_check(addr, &w.owner) {
+            let first = g.owners.get(&addr).and_then(|o| o.first());
+            let same_key = w.owner.sharing_key.is_some()
+                && first.is_some_and(|f| f.sharing_key == w.owner.sharing_key);
+            if same_key {
+                w.plan.problems.push(Note::warning(
+                    reason::SHARING_CONFLICT,
+                    format!(
+                        "{addr} is shared but the sharing rules no longer hold: {why}; nothing is released, fix the Service's ports, externalTrafficPolicy or selector"
+                    ),
+                ));
+            } else {
+                let older = first.map(|f| f.key.to_string()).unwrap_or_default();
+                w.plan.problems.push(Note::warning(
+                    reason::SHARING_CONFLICT,
+                    format!(
+                        "{addr} is also claimed by the older Service {older} and cannot be shared ({why}); this Service gets another address"
+                    ),
+                ));
+                continue;
+            }
+        }
+        g.adopt(addr, w.owner.clone());
+        w.held.insert(family, addr);
+        w.held_group = Some(target);
+    }
+}
+
+/// Allocates the families a Service lacks and honours changed requests, all or nothing.
+fn allocate(w: &mut Work<'_>, book: &mut Book, exhausted: &mut BTreeSet<(String, Family)>) {
+    let svc = w.svc;
+    let (gname, fams) = match (&w.group, &w.families) {
+        (Ok(g), Ok(f)) => (g.clone(), f.clone()),
+        (Err(e), _) | (_, Err(e)) => {
+            let msg = e.clone();
+            fail(w, reason::ALLOCATION_FAILED, msg);
+            return;
+        }
+    };
+    let req = &svc.requested;
+    if !req.errors.is_empty() {
+        let msg = format!("ferrolb.io/addresses: {}", req.errors.join("; "));
+        fail(w, reason::REQUESTED_ADDRESS_UNAVAILABLE, msg);
+        return;
+    }
+    if let Some((f, r)) = req.addrs.iter().find(|(f, _)| !fams.contains(f)) {
+        let msg = format!(
+            "requested address {r} is {f} but the Service gets only {fams:?} from its ipFamilies/ipFamilyPolicy and group {gname:?}; request an address of those families"
+        );
+        fail(w, reason::REQUESTED_ADDRESS_UNAVAILABLE, msg);
+        return;
+    }
+    let todo: Vec<Family> = fams
+        .iter()
+        .copied()
+        .filter(|f| match (w.held.get(f), req.addrs.get(f)) {
+            (None, _) => true,
+            (Some(h), Some(r)) => h != r,
+            (Some(_), None) => false,
+        })
+        .collect();
+    if todo.is_empty() {
+        return;
+    }
+    let Some(g) = book.groups.get_mut(&gname) else {
+        return;
+    };
+    if !g.usable {
+        let msg = format!(
+            "ServiceGroup {gname:?} gives out no addresses now (see its conditions: overlapping, invalid range or being deleted); fix it or name another group"
+        );
+        fail(w, reason::ALLOCATION_FAILED, msg);
+        return;
+    }
+    let mut taken: Vec<IpAddr> = Vec::new();
+    let mut failure: Option<(&'static str, String)> = None;
+    for &family in &todo {
+        let got = if let Some(&r) = req.addrs.get(&family) {
+            g.take(r, &w.owner).map(|()| r).map_err(|why| {
+                (
+                    reason::REQUESTED_ADDRESS_UNAVAILABLE,
+                    format!("requested address {r} is unavailable: {why}; request another address or free this one"),
+                )
+            })
+        } else if let Some(bound) = w
+            .owner
+            .sharing_key
+            .as_ref()
+            .and_then(|k| g.keys.get(&(k.clone(), family)).copied())
+        {
+            g.take(bound, &w.owner).map(|()| bound).map_err(|why| {
+                (
+                    reason::SHARING_CONFLICT,
+                    format!("the sharing key is bound to {bound}, which this Service cannot share: {why}; fix the ports, externalTrafficPolicy or selector, or use another key"),
+                )
+            })
+        } else {
+            g.allocate(family, &w.owner).map_err(|_| {
+                exhausted.insert((gname.clone(), family));
+                (
+                    reason::ALLOCATION_FAILED,
+                    format!(
+                        "no free {family} address in ServiceGroup {gname:?} ({}); add a range to the group or free an address",
+                        g.pools_text()
+                    ),
+                )
+            })
+        };
+        match got {
+            Ok(a) => taken.push(a),
+            Err(f) => {
+                failure = Some(f);
+                break;
+            }
+        }
+    }
+    if let Some((why, msg)) = failure {
+        // Never half done: give back what this pass took.
+        for a in taken {
+            g.drop_owner(a, &w.owner.uid);
+        }
+        fail(w, why, msg);
+        return;
+    }
+    for a in taken {
+        if let Some(old) = w.held.insert(Family::of(a), a) {
+            g.drop_owner(old, &w.owner.uid);
+        }
+        w.plan.allocated.push(a);
+        w.plan.news.push(Note::normal(
+            reason::ADDRESS_ALLOCATED,
+            format!("{a} allocated from ServiceGroup {gname}"),
+        ));
+    }
+    w.held_group = Some(gname);
+}
+
+fn fail(w: &mut Work<'_>, why: &'static str, message: String) {
+    w.plan.failure = Some(why);
+    w.plan.problems.push(Note::warning(why, message));
+}
+
+/// Addresses a Service shows that it should no longer show.
+fn released(s: &SvcView, keep: &[IpAddr]) -> Vec<Note> {
+    s.ingress
+        .iter()
+        .filter(|a| !keep.contains(a))
+        .map(|a| Note::normal(reason::ADDRESS_RELEASED, format!("{a} released")))
+        .collect()
+}
+
+/// The Service's desired ingress, annotations and Events.
+fn finish(mut w: Work<'_>, snap: &Snapshot, book: &Book) -> SvcPlan {
+    let svc = w.svc;
+    let mut order: Vec<Family> = svc.families.clone();
+    order.extend(
+        [Family::V4, Family::V6]
+            .iter()
+            .filter(|f| !svc.families.contains(f)),
+    );
+    let ingress: Vec<IpAddr> = order
+        .iter()
+        .filter_map(|f| w.held.get(f).copied())
+        .collect();
+    let mut p = w.plan;
+    p.news.extend(released(svc, &ingress));
+    if svc.requested.deprecated_field {
+        p.problems.push(Note::warning(
+            reason::DEPRECATED_FIELD,
+            "spec.loadBalancerIP is deprecated; use the ferrolb.io/addresses annotation instead",
+        ));
+    }
+    for c in &svc.annotation_conflicts {
+        p.problems
+            .push(Note::warning(reason::ANNOTATION_CONFLICT, c.clone()));
+    }
+    if let Some(g) = w.held_group.take().and_then(|g| book.groups.get(&g))
+        && !ingress.is_empty()
+    {
+        p.annotations
+            .insert(ann::ALLOCATED_BY.into(), ann::ALLOCATED_BY_VALUE.into());
+        p.annotations
+            .insert(ann::ALLOCATED_FROM.into(), g.name.clone());
+        p.annotations
+            .insert(ann::POOL_TYPE.into(), g.group_type.as_str().into());
+        for &addr in &ingress {
+            announce::announce(snap, svc, g.group_type, addr, &mut p);
+        }
+        p.group = Some(g.name.clone());
+    }
+    p.ingress = ingress;
+    p
+}

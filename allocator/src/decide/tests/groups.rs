@@ -1,0 +1,152 @@
+//! ServiceGroup choice, status, conditions and the in-use finalizer.
+
+use ferrolb_api::contracts::reason;
+
+use super::*;
+
+#[test]
+fn reports_capacity_usage_and_conditions() {
+    let mut w = World::new(
+        &[small("g")],
+        &[
+            svc("a").group("g").dual("RequireDualStack"),
+            svc("b").group("g").age(1),
+        ],
+    );
+    let p = w.pass();
+    let g = &p.groups[0];
+    let s = &g.status;
+    assert_eq!(s.type_.as_deref(), Some("local"));
+    assert_eq!(
+        s.pools.as_deref(),
+        Some("192.0.2.10-192.0.2.12,2001:db8::10-2001:db8::12")
+    );
+    assert_eq!(s.usage.as_deref(), Some("v4 2/3, v6 1/3"));
+    assert_eq!(
+        s.capacity
+            .as_ref()
+            .map(|c| (c.ipv4.as_str(), c.ipv6.as_str())),
+        Some(("3", "3"))
+    );
+    assert_eq!(s.allocated.as_ref().map(|c| (c.ipv4, c.ipv6)), Some((2, 1)));
+    assert!(g.finalizer);
+    let get = |t: &str| w.condition("g", t).map(|c| c.0);
+    assert_eq!(get("Ready").as_deref(), Some("True"));
+    assert_eq!(get("Exhausted").as_deref(), Some("False"));
+    let (in_use, msg) = w.condition("g", "InUse").expect("InUse");
+    assert_eq!(in_use, "True");
+    assert!(msg.contains("ns/a, ns/b"), "{msg}");
+}
+
+#[test]
+fn the_newer_of_overlapping_groups_is_not_used() {
+    let old = group("old")
+        .v4("192.0.2.0/24", "192.0.2.10-192.0.2.12")
+        .age(1);
+    let new = group("new").v4("192.0.2.0/24", "192.0.2.12/32").age(2);
+    let mut w = World::new(
+        &[old, new],
+        &[svc("a").group("new"), svc("b").group("old").age(1)],
+    );
+    let p = w.pass();
+    assert!(w.ips("a").is_empty());
+    assert_eq!(problems(&p, "a"), vec![reason::ALLOCATION_FAILED]);
+    assert_eq!(w.ips("b"), vec!["192.0.2.10"]);
+    let (s, msg) = w.condition("new", "Overlapping").expect("condition");
+    assert_eq!(s, "True");
+    assert!(msg.contains("overlaps ServiceGroup old"), "{msg}");
+    assert_eq!(
+        w.condition("new", "Ready").map(|c| c.0).as_deref(),
+        Some("False")
+    );
+    assert_eq!(
+        w.condition("old", "Overlapping").map(|c| c.0).as_deref(),
+        Some("False")
+    );
+}
+
+#[test]
+fn a_reversed_range_is_reported_and_not_used() {
+    let bad = group("g").v4("192.0.2.0/24", "192.0.2.20-192.0.2.10");
+    let mut w = World::new(&[bad], &[svc("a").group("g")]);
+    w.pass();
+    assert!(w.ips("a").is_empty());
+    let (s, msg) = w.condition("g", "InvalidRange").expect("condition");
+    assert_eq!(s, "True");
+    assert!(msg.contains("spec.local.v4pools[0].pool"), "{msg}");
+}
+
+#[test]
+fn chooses_default_auto_assign_and_namespaces() {
+    let cases: Vec<(&str, G, S, bool)> = vec![
+        ("default group", small("default"), svc("a"), true),
+        (
+            "default without autoAssign",
+            small("default").set("autoAssign", false.into()),
+            svc("a"),
+            false,
+        ),
+        (
+            "named without autoAssign",
+            small("default").set("autoAssign", false.into()),
+            svc("a").group("default"),
+            true,
+        ),
+        (
+            "namespace allowed",
+            small("g").set("namespaces", serde_json::json!(["ns"])),
+            svc("a").group("g"),
+            true,
+        ),
+        (
+            "namespace refused",
+            small("g").set("namespaces", serde_json::json!(["other"])),
+            svc("a").group("g"),
+            false,
+        ),
+    ];
+    for (name, g, s, allocated) in cases {
+        let mut w = World::new(&[g], &[s]);
+        let p = w.pass();
+        assert_eq!(!w.ips("a").is_empty(), allocated, "{name}");
+        assert_eq!(
+            problems(&p, "a").contains(&reason::ALLOCATION_FAILED),
+            !allocated,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_finalizer_follows_use_and_a_deleting_group_gives_nothing_new() {
+    let mut w = World::new(&[small("g")], &[svc("a").group("g")]);
+    w.pass();
+    assert!(w.snap.groups[0].has_finalizer);
+    w.snap.groups[0].deleting = true;
+    w.edit(svc("b").group("g").age(1));
+    let p = w.pass();
+    assert!(w.ips("b").is_empty());
+    assert_eq!(problems(&p, "b"), vec![reason::ALLOCATION_FAILED]);
+    assert!(w.snap.groups[0].has_finalizer, "held while a is there");
+    w.delete("a");
+    w.pass();
+    assert!(
+        !w.snap.groups[0].has_finalizer,
+        "released with the last Service"
+    );
+}
+
+#[test]
+fn a_settled_world_writes_nothing() {
+    let mut w = World::new(
+        &[small("g")],
+        &[svc("a").group("g"), svc("b").group("g").key("k").age(1)],
+    );
+    w.pass();
+    let p = plan(&w.snap, &w.settings);
+    assert!(diff(&p, &w.snap).is_empty());
+    assert!(
+        p.services.iter().all(|s| s.news.is_empty()),
+        "no news when nothing changes"
+    );
+}

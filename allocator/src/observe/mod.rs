@@ -1,0 +1,256 @@
+//! What the allocator watches: kube-runtime reflectors on Services, ServiceGroups, Nodes,
+//! EndpointSlices and the per-node Leases, turned into one plain [`Snapshot`].
+
+mod service;
+mod views;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ferrolb_api::ServiceGroup;
+use ferrolb_api::contracts::{INSTALL_NAMESPACE, NODE_LEASE_PREFIX};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::Notify;
+
+pub use service::{
+    ObjKey, Policy, Requested, SvcView, WRITTEN_ANNOTATIONS, parse_requested, resolve,
+};
+pub use views::{Endpoints, GroupView, NodeLease, Snapshot, add_slice};
+
+/// The caches, plus the objects our own writes returned that the caches have not seen yet
+/// (so that a pass right after a write does not decide on stale status).
+#[derive(Clone)]
+pub struct Observer {
+    services: Store<Service>,
+    groups: Store<ServiceGroup>,
+    leases: Store<Lease>,
+    nodes: Store<PartialObjectMeta<Node>>,
+    slices: Store<EndpointSlice>,
+    written: Arc<Mutex<Written>>,
+    changed: Arc<Notify>,
+}
+
+/// What one allocator serves: every Service and ServiceGroup unless narrowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Only Services (and EndpointSlices) of this namespace.
+    pub namespace: Option<String>,
+    /// Only ServiceGroups matching this label selector.
+    pub group_selector: Option<String>,
+}
+
+#[derive(Default)]
+struct Written {
+    services: HashMap<String, Arc<Service>>,
+    groups: HashMap<String, Arc<ServiceGroup>>,
+}
+
+/// Runs a reflector and pokes `changed` on every event that matters.
+fn drive<K, S>(stream: S, changed: Arc<Notify>, matters: fn(&K) -> bool, what: &'static str)
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) if !matters(&o) => {}
+                Ok(_) => changed.notify_one(),
+                Err(e) => tracing::warn!(watch = what, error = %e, "watch failed; retrying"),
+            }
+        }
+    });
+}
+
+fn any<K>(_: &K) -> bool {
+    true
+}
+
+fn node_lease(l: &Lease) -> bool {
+    l.name_any().starts_with(NODE_LEASE_PREFIX)
+}
+
+impl Observer {
+    /// Starts every watch. Nothing is decided before [`Observer::wait_synced`] returns.
+    /// `scope` narrows what is served (tests, or one allocator per tenant).
+    pub fn start(client: &Client, scope: &Scope) -> Self {
+        let changed = Arc::new(Notify::new());
+        let cfg = watcher::Config::default;
+        let scoped = |c: &Client| -> Api<Service> {
+            match &scope.namespace {
+                Some(ns) => Api::namespaced(c.clone(), ns),
+                None => Api::all(c.clone()),
+            }
+        };
+        let (services, w) = reflector::store();
+        let api = scoped(client);
+        drive(
+            reflector::reflector(w, watcher(api, cfg()).default_backoff()),
+            changed.clone(),
+            any,
+            "services",
+        );
+        let (groups, w) = reflector::store();
+        let api: Api<ServiceGroup> = Api::all(client.clone());
+        let group_cfg = match &scope.group_selector {
+            Some(sel) => cfg().labels(sel),
+            None => cfg(),
+        };
+        drive(
+            reflector::reflector(w, watcher(api, group_cfg).default_backoff()),
+            changed.clone(),
+            any,
+            "servicegroups",
+        );
+        let (leases, w) = reflector::store();
+        let api: Api<Lease> = Api::namespaced(client.clone(), INSTALL_NAMESPACE);
+        drive(
+            reflector::reflector(w, watcher(api, cfg()).default_backoff()),
+            changed.clone(),
+            node_lease,
+            "leases",
+        );
+        let (nodes, w) = reflector::store();
+        let api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
+        drive(
+            reflector::reflector(w, watcher(api, cfg()).default_backoff()),
+            changed.clone(),
+            any,
+            "nodes",
+        );
+        let (slices, w) = reflector::store();
+        let api: Api<EndpointSlice> = match &scope.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let slice_cfg = cfg().labels("kubernetes.io/service-name");
+        drive(
+            reflector::reflector(w, watcher(api, slice_cfg).default_backoff()),
+            changed.clone(),
+            any,
+            "endpointslices",
+        );
+        Observer {
+            services,
+            groups,
+            leases,
+            nodes,
+            slices,
+            written: Arc::default(),
+            changed,
+        }
+    }
+
+    /// Waits until every cache has listed its objects once (the first phase of the start).
+    pub async fn wait_synced(&self) -> crate::Result<()> {
+        let err = |w: &str| crate::Error::WatchEnded(w.to_string());
+        self.services
+            .wait_until_ready()
+            .await
+            .map_err(|_| err("services"))?;
+        self.groups
+            .wait_until_ready()
+            .await
+            .map_err(|_| err("servicegroups"))?;
+        self.leases
+            .wait_until_ready()
+            .await
+            .map_err(|_| err("leases"))?;
+        self.nodes
+            .wait_until_ready()
+            .await
+            .map_err(|_| err("nodes"))?;
+        self.slices
+            .wait_until_ready()
+            .await
+            .map_err(|_| err("endpointslices"))?;
+        Ok(())
+    }
+
+    /// Resolves when something watched changed since the last call.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// Remembers what a write of ours returned, until the cache catches up.
+    pub fn wrote_service(&self, svc: Service) {
+        if let (Some(uid), Ok(mut w)) = (svc.uid(), self.written.lock()) {
+            w.services.insert(uid, Arc::new(svc));
+        }
+    }
+
+    pub fn wrote_group(&self, g: ServiceGroup) {
+        if let (Some(uid), Ok(mut w)) = (g.uid(), self.written.lock()) {
+            w.groups.insert(uid, Arc::new(g));
+        }
+    }
+
+    /// Everything observed, now.
+    pub fn snapshot(&self, now: Timestamp) -> Snapshot {
+        let mut written = match self.written.lock() {
+            Ok(w) => w,
+            Err(p) => p.into_inner(),
+        };
+        let services = newest(self.services.state(), &mut written.services);
+        let groups = newest(self.groups.state(), &mut written.groups);
+        drop(written);
+        let mut leases: Vec<NodeLease> = self
+            .leases
+            .state()
+            .iter()
+            .filter_map(|l| NodeLease::from_lease(l))
+            .collect();
+        // A stable order keeps messages that list nodes stable.
+        leases.sort_by(|a, b| a.node.cmp(&b.node));
+        let mut endpoints = Endpoints::new();
+        for s in self.slices.state() {
+            add_slice(&mut endpoints, &s);
+        }
+        Snapshot {
+            services: services.iter().map(|s| SvcView::from_service(s)).collect(),
+            groups: groups.iter().map(|g| GroupView::from_group(g)).collect(),
+            leases,
+            nodes: self.nodes.state().iter().map(|n| n.name_any()).collect(),
+            endpoints,
+            now,
+        }
+    }
+}
+
+/// The cached objects, each replaced by what our own write returned when that is newer. Entries
+/// the cache has caught up with, or whose object is gone, are dropped.
+fn newest<K: Resource>(cached: Vec<Arc<K>>, written: &mut HashMap<String, Arc<K>>) -> Vec<Arc<K>> {
+    let rv = |k: &K| {
+        k.meta()
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let mut seen = std::collections::HashSet::new();
+    let out = cached
+        .into_iter()
+        .map(|c| {
+            let uid = c.meta().uid.clone().unwrap_or_default();
+            seen.insert(uid.clone());
+            match written.get(&uid) {
+                Some(w) if rv(w) > rv(&c) => w.clone(),
+                Some(_) => {
+                    written.remove(&uid);
+                    c
+                }
+                None => c,
+            }
+        })
+        .collect();
+    written.retain(|uid, _| seen.contains(uid));
+    out
+}

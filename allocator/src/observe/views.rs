@@ -1,0 +1,167 @@
+//! ServiceGroups, per-node Leases and EndpointSlices as plain views, and the whole snapshot.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ferrolb_api::contracts::{self, IneligibleReason, NODE_LEASE_PREFIX, lease};
+use ferrolb_api::{ServiceGroup, ServiceGroupSpec, ServiceGroupStatus};
+use ipnetwork::IpNetwork;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::service::{ObjKey, SvcView};
+
+/// A ServiceGroup as the decisions need it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupView {
+    pub name: String,
+    pub created: Timestamp,
+    pub generation: Option<i64>,
+    pub spec: ServiceGroupSpec,
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// Carries the `ferrolb.io/in-use` finalizer.
+    pub has_finalizer: bool,
+    pub status: Option<ServiceGroupStatus>,
+}
+
+impl GroupView {
+    pub fn from_group(g: &ServiceGroup) -> Self {
+        let meta = &g.metadata;
+        GroupView {
+            name: meta.name.clone().unwrap_or_default(),
+            created: meta
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(Timestamp::UNIX_EPOCH),
+            generation: meta.generation,
+            spec: g.spec.clone(),
+            deleting: meta.deletion_timestamp.is_some(),
+            has_finalizer: meta
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == contracts::FINALIZER_IN_USE),
+            status: g.status.clone(),
+        }
+    }
+}
+
+/// What a node's agent publishes on its per-node Lease.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeLease {
+    pub node: String,
+    /// renewTime + leaseDurationSeconds; `None` when the Lease lacks either.
+    pub expires: Option<Timestamp>,
+    /// `None` eligible (also when the annotation is absent or unreadable: the agent always
+    /// writes it), else why not.
+    pub ineligible: Option<IneligibleReason>,
+    pub subnets: Vec<IpNetwork>,
+    pub holding: BTreeSet<IpAddr>,
+    pub interface_v4: Option<String>,
+    pub interface_v6: Option<String>,
+    pub virtual_count: u64,
+}
+
+impl NodeLease {
+    /// `None` for Leases that are not per-node Leases.
+    pub fn from_lease(l: &Lease) -> Option<Self> {
+        let name = l.metadata.name.as_deref()?;
+        let node = name.strip_prefix(NODE_LEASE_PREFIX)?.to_string();
+        let a = l.metadata.annotations.clone().unwrap_or_default();
+        let spec = l.spec.clone().unwrap_or_default();
+        let expires = match (spec.renew_time, spec.lease_duration_seconds) {
+            (Some(t), Some(d)) => Some(t.0 + SignedDuration::from_secs(i64::from(d))),
+            _ => None,
+        };
+        let words = |k: &str| -> Vec<String> {
+            a.get(k)
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        Some(NodeLease {
+            node,
+            expires,
+            ineligible: a
+                .get(lease::ELIGIBLE)
+                .and_then(|v| contracts::parse_eligible(v).ok())
+                .flatten(),
+            subnets: words(lease::SUBNETS)
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            holding: words(lease::HOLDING)
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            interface_v4: a.get(lease::INTERFACE_V4).cloned(),
+            interface_v6: a.get(lease::INTERFACE_V6).cloned(),
+            virtual_count: a
+                .get(lease::VIRTUAL_COUNT)
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+        })
+    }
+
+    pub fn alive(&self, now: Timestamp) -> bool {
+        self.expires.is_some_and(|e| e > now)
+    }
+}
+
+/// Nodes with a ready endpoint, per Service.
+pub type Endpoints = BTreeMap<ObjKey, BTreeSet<String>>;
+
+/// Adds the nodes of one EndpointSlice's ready endpoints to `out`.
+pub fn add_slice(out: &mut Endpoints, slice: &EndpointSlice) {
+    let Some(service) = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("kubernetes.io/service-name"))
+    else {
+        return;
+    };
+    let key = ObjKey::new(
+        slice.metadata.namespace.as_deref().unwrap_or_default(),
+        service,
+    );
+    let nodes = out.entry(key).or_default();
+    for e in slice.endpoints.iter().flatten() {
+        let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+        if let (true, Some(node)) = (ready, e.node_name.as_ref()) {
+            nodes.insert(node.clone());
+        }
+    }
+}
+
+/// Everything the allocator observes, at one instant.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub services: Vec<SvcView>,
+    pub groups: Vec<GroupView>,
+    pub leases: Vec<NodeLease>,
+    /// Names of the Nodes that exist: a Lease of a deleted Node holds nothing.
+    pub nodes: BTreeSet<String>,
+    pub endpoints: Endpoints,
+    pub now: Timestamp,
+}
+
+impl Snapshot {
+    /// Leases that are fresh and whose Node exists.
+    pub fn live_leases(&self) -> impl Iterator<Item = &NodeLease> {
+        self.leases
+            .iter()
+            .filter(|l| l.alive(self.now) && self.nodes.contains(&l.node))
+    }
+
+    /// The next instant a fresh Lease expires (the decisions change then).
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.leases
+            .iter()
+            .filter_map(|l| l.expires)
+            .filter(|e| *e > self.now)
+            .min()
+    }
+}

@@ -1,0 +1,267 @@
+//! The allocation book: per ServiceGroup an [`Ipam`] and who owns each address (with what the
+//! sharing rules need), plus the sharing-key bindings. Rebuilt from the Services' status on every
+//! pass, so it never disagrees with what the cluster shows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ferrolb_api::check::parse_pools;
+use ferrolb_api::pool::{AddrRange, Family};
+use ferrolb_api::servicegroup::GroupType;
+use ipnetwork::IpNetwork;
+
+use crate::ipam::{self, Ipam, Pool};
+use crate::observe::{GroupView, ObjKey, SvcView};
+
+/// A Service using an address, with the facts the sharing rules compare.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub key: ObjKey,
+    pub uid: String,
+    pub sharing_key: Option<String>,
+    pub ports: BTreeSet<(String, i32)>,
+    pub etp_local: bool,
+    pub selector: BTreeMap<String, String>,
+}
+
+impl Owner {
+    pub fn of(s: &SvcView) -> Self {
+        Owner {
+            key: s.key.clone(),
+            uid: s.uid.clone(),
+            sharing_key: s.sharing_key.clone(),
+            ports: s.ports.clone(),
+            etp_local: s.etp_local,
+            selector: s.selector.clone(),
+        }
+    }
+
+    /// Whether `self` may share an address with `other`; `Err` says why not.
+    pub fn can_share_with(&self, other: &Owner) -> Result<(), String> {
+        match (&self.sharing_key, &other.sharing_key) {
+            (Some(a), Some(b)) if a == b => {}
+            _ => {
+                return Err(format!(
+                    "{} and {} do not carry the same ferrolb.io/allow-shared-ip key",
+                    self.key, other.key
+                ));
+            }
+        }
+        if let Some((proto, port)) = self.ports.intersection(&other.ports).next() {
+            return Err(format!(
+                "{} and {} both use {proto} port {port}",
+                self.key, other.key
+            ));
+        }
+        if self.etp_local != other.etp_local {
+            return Err(format!(
+                "{} and {} differ in externalTrafficPolicy",
+                self.key, other.key
+            ));
+        }
+        if self.etp_local && self.selector != other.selector {
+            return Err(format!(
+                "{} and {} have externalTrafficPolicy Local but different selectors",
+                self.key, other.key
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One group's allocations.
+#[derive(Clone, Debug)]
+pub struct GroupBook {
+    pub name: String,
+    pub group_type: GroupType,
+    pub ipam: Ipam,
+    /// Every allocated address and its users, oldest first.
+    pub owners: BTreeMap<IpAddr, Vec<Owner>>,
+    /// Sharing key and family → the address the key is bound to.
+    pub keys: BTreeMap<(String, Family), IpAddr>,
+    /// New allocations may come from this group.
+    pub usable: bool,
+    pub families: BTreeSet<Family>,
+}
+
+impl GroupBook {
+    /// A group with nothing allocated yet. Local IPv4 subnets keep their network and broadcast
+    /// addresses out of the pool.
+    pub fn new(g: &GroupView, usable: bool) -> Self {
+        let (pools, _) = parse_pools(&g.spec);
+        let group_type = g.spec.group_type().unwrap_or(GroupType::Local);
+        let mut pool = Pool {
+            avoid_buggy_ips: g.spec.avoid_buggy_ips,
+            ..Default::default()
+        };
+        let (v4, _) = g.spec.pools();
+        for p in &pools {
+            match p.family {
+                Family::V4 => pool.v4.push(p.range),
+                Family::V6 => pool.v6.push(p.range),
+            }
+        }
+        if group_type == GroupType::Local {
+            for p in v4 {
+                if let Ok(IpNetwork::V4(net)) = p.subnet.parse::<IpNetwork>()
+                    && net.prefix() < 31
+                {
+                    pool.reserved.push(net.network().into());
+                    pool.reserved.push(net.broadcast().into());
+                }
+            }
+        }
+        let families = pools.iter().map(|p| p.family).collect();
+        let ipam = Ipam::new(pool)
+            .unwrap_or_else(|_| Ipam::new(Pool::default()).expect("an empty pool is always valid"));
+        GroupBook {
+            name: g.name.clone(),
+            group_type,
+            ipam,
+            owners: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            usable,
+            families,
+        }
+    }
+
+    /// Why `owner` may not join the users of `addr` (`Ok` when it may, or nobody uses it).
+    pub fn join_check(&self, addr: IpAddr, owner: &Owner) -> Result<(), String> {
+        for other in self.owners.get(&addr).into_iter().flatten() {
+            if other.uid != owner.uid {
+                owner.can_share_with(other)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `owner` on `addr` during adoption, in the IPAM or not (see [`Self::seal`]).
+    pub fn adopt(&mut self, addr: IpAddr, owner: Owner) {
+        let users = self.owners.entry(addr).or_default();
+        if !users.iter().any(|o| o.uid == owner.uid) {
+            users.push(owner);
+        }
+    }
+
+    /// After adoption: the IPAM holds exactly the adopted addresses (out-of-pool ones too), and
+    /// each sharing key is bound to its oldest user's address per family.
+    pub fn seal(&mut self) {
+        let pool = self.ipam.pool().clone();
+        if let Ok((ipam, _)) = Ipam::with_allocations(pool, self.owners.keys().copied()) {
+            self.ipam = ipam;
+        }
+        self.rebind_keys();
+    }
+
+    fn rebind_keys(&mut self) {
+        self.keys.clear();
+        let mut firsts: Vec<(&ObjKey, &str, Family, IpAddr)> = Vec::new();
+        for (addr, users) in &self.owners {
+            for o in users {
+                if let Some(k) = &o.sharing_key {
+                    firsts.push((&o.key, k, Family::of(*addr), *addr));
+                }
+            }
+        }
+        // The key binds to the address of its first user in owner order, which is age order.
+        for (_, k, family, addr) in firsts {
+            self.keys.entry((k.to_string(), family)).or_insert(addr);
+        }
+    }
+
+    /// Takes `addr` for `owner`: joins its users when allowed, else requests it from the IPAM.
+    pub fn take(&mut self, addr: IpAddr, owner: &Owner) -> Result<(), String> {
+        if self.owners.contains_key(&addr) {
+            self.join_check(addr, owner)?;
+        } else {
+            self.ipam.request(addr).map_err(|e| match e {
+                ipam::Error::OutsidePool { why, .. } => format!(
+                    "{addr} cannot come from ServiceGroup {}: {why}; request an address of its pools ({})",
+                    self.name,
+                    self.pools_text()
+                ),
+                other => other.to_string(),
+            })?;
+        }
+        self.add_owner(addr, owner);
+        Ok(())
+    }
+
+    /// Takes the lowest free address of `family` for `owner`.
+    pub fn allocate(&mut self, family: Family, owner: &Owner) -> Result<IpAddr, ipam::Error> {
+        let addr = self.ipam.allocate(family)?;
+        self.add_owner(addr, owner);
+        Ok(addr)
+    }
+
+    fn add_owner(&mut self, addr: IpAddr, owner: &Owner) {
+        self.adopt(addr, owner.clone());
+        if let Some(k) = &owner.sharing_key {
+            self.keys
+                .entry((k.clone(), Family::of(addr)))
+                .or_insert(addr);
+        }
+    }
+
+    /// Drops `uid` from the users of `addr`; the address is freed with its last user.
+    pub fn drop_owner(&mut self, addr: IpAddr, uid: &str) {
+        if let Some(users) = self.owners.get_mut(&addr) {
+            users.retain(|o| o.uid != uid);
+            if users.is_empty() {
+                self.owners.remove(&addr);
+                self.ipam.release(addr);
+                self.rebind_keys();
+            }
+        }
+    }
+
+    /// The group's pools as text, `a-b` per range.
+    pub fn pools_text(&self) -> String {
+        let pool = self.ipam.pool();
+        let ranges: Vec<String> = pool
+            .v4
+            .iter()
+            .chain(&pool.v6)
+            .map(AddrRange::to_string)
+            .collect();
+        if ranges.is_empty() {
+            "none".into()
+        } else {
+            ranges.join(", ")
+        }
+    }
+
+    /// Allocated addresses of `family`, in the pool or not.
+    pub fn allocated(&self, family: Family) -> u64 {
+        self.owners
+            .keys()
+            .filter(|a| Family::of(**a) == family)
+            .count() as u64
+    }
+}
+
+/// Every group's book.
+#[derive(Clone, Debug, Default)]
+pub struct Book {
+    pub groups: BTreeMap<String, GroupBook>,
+}
+
+impl Book {
+    /// Empty books for `groups`; those not in `usable` give out nothing new.
+    pub fn new(groups: &[GroupView], usable: &BTreeSet<String>) -> Self {
+        Book {
+            groups: groups
+                .iter()
+                .map(|g| (g.name.clone(), GroupBook::new(g, usable.contains(&g.name))))
+                .collect(),
+        }
+    }
+
+    /// The group whose pool contains `addr`, if any.
+    pub fn group_containing(&self, addr: IpAddr) -> Option<&str> {
+        self.groups
+            .values()
+            .find(|g| g.ipam.contains(addr))
+            .map(|g| g.name.as_str())
+    }
+}

@@ -1,0 +1,243 @@
+//! Families, requested addresses, release and the edges of pools.
+
+use ferrolb_api::annotations as ann;
+use ferrolb_api::contracts::reason;
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn allocates_by_family_policy_and_refuses_half_dual_stack() {
+    let Some(env) = env("alloc-families").await else {
+        return;
+    };
+    let (dual, v4) = (env.group_name("dual"), env.group_name("v4"));
+    env.apply_group(
+        &dual,
+        local(
+            &[("192.0.2.0/24", "192.0.2.100-192.0.2.103")],
+            &[("2001:db8:1::/64", "2001:db8:1::100/126")],
+        ),
+    )
+    .await;
+    env.apply_group(&v4, local(&[("198.51.100.0/24", "198.51.100.10/31")], &[]))
+        .await;
+    let _a = env.allocator("a", false);
+    env.apply_svc(&svc("single").group(&dual)).await;
+    env.wait_ips("single", &["192.0.2.100"]).await;
+    env.apply_svc(&svc("six").group(&dual).v6()).await;
+    env.wait_ips("six", &["2001:db8:1::100"]).await;
+    env.apply_svc(&svc("prefer").group(&dual).policy("PreferDualStack"))
+        .await;
+    env.wait_ips("prefer", &["192.0.2.101", "2001:db8:1::101"])
+        .await;
+    env.apply_svc(&svc("require").group(&dual).policy("RequireDualStack"))
+        .await;
+    env.wait_ips("require", &["192.0.2.102", "2001:db8:1::102"])
+        .await;
+    env.apply_svc(&svc("prefer-v4").group(&v4).policy("PreferDualStack"))
+        .await;
+    env.wait_ips("prefer-v4", &["198.51.100.10"]).await;
+    env.apply_svc(&svc("half").group(&v4).policy("RequireDualStack"))
+        .await;
+    let note = env.wait_event("half", reason::ALLOCATION_FAILED).await;
+    assert!(
+        note.contains("RequireDualStack") && note.contains("no IPv6 pool"),
+        "{note}"
+    );
+    assert!(env.ips("half").await.is_empty(), "no half allocation");
+    let a = env.annotations("require").await;
+    assert_eq!(
+        a.get(ann::ALLOCATED_BY).map(String::as_str),
+        Some("ferrolb")
+    );
+    assert_eq!(a.get(ann::ALLOCATED_FROM), Some(&dual));
+    assert_eq!(a.get(ann::POOL_TYPE).map(String::as_str), Some("local"));
+    let svc = env.services().get("require").await.expect("get");
+    let modes: Vec<Option<String>> = svc
+        .status
+        .and_then(|s| s.load_balancer)
+        .and_then(|l| l.ingress)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip_mode)
+        .collect();
+    assert_eq!(modes, vec![Some("VIP".to_string()); 2]);
+    assert!(
+        !env.wait_event("single", reason::ADDRESS_ALLOCATED)
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn honours_requested_addresses_aliases_and_the_deprecated_field() {
+    let Some(env) = env("alloc-requested").await else {
+        return;
+    };
+    let g = env.group_name("g");
+    env.apply_group(
+        &g,
+        local(
+            &[("192.0.2.0/24", "192.0.2.10-192.0.2.20")],
+            &[("2001:db8:2::/64", "2001:db8:2::/120")],
+        ),
+    )
+    .await;
+    let _a = env.allocator("a", false);
+    env.apply_svc(
+        &svc("ours")
+            .group(&g)
+            .policy("RequireDualStack")
+            .ann(ann::ADDRESSES, "192.0.2.15,2001:db8:2::15"),
+    )
+    .await;
+    env.apply_svc(
+        &svc("metallb")
+            .group(&g)
+            .ann("metallb.universe.tf/loadBalancerIPs", "192.0.2.16"),
+    )
+    .await;
+    env.apply_svc(
+        &svc("purelb")
+            .ann("purelb.io/service-group", &g)
+            .ann("purelb.io/addresses", "192.0.2.17"),
+    )
+    .await;
+    env.apply_svc(
+        &svc("legacy")
+            .group(&g)
+            .spec("loadBalancerIP", "192.0.2.18".into()),
+    )
+    .await;
+    env.apply_svc(&svc("outside").group(&g).ann(ann::ADDRESSES, "192.0.2.99"))
+        .await;
+    env.apply_svc(&svc("taken").group(&g).ann(ann::ADDRESSES, "192.0.2.15"))
+        .await;
+    env.wait_ips("ours", &["192.0.2.15", "2001:db8:2::15"])
+        .await;
+    env.wait_ips("metallb", &["192.0.2.16"]).await;
+    env.wait_ips("purelb", &["192.0.2.17"]).await;
+    env.wait_ips("legacy", &["192.0.2.18"]).await;
+    assert!(
+        env.wait_event("legacy", reason::DEPRECATED_FIELD)
+            .await
+            .contains("ferrolb.io/addresses")
+    );
+    let note = env
+        .wait_event("outside", reason::REQUESTED_ADDRESS_UNAVAILABLE)
+        .await;
+    assert!(note.contains("192.0.2.99"), "{note}");
+    env.wait_event("taken", reason::REQUESTED_ADDRESS_UNAVAILABLE)
+        .await;
+    assert!(env.ips("outside").await.is_empty() && env.ips("taken").await.is_empty());
+    // Retried when the situation changes: the holder goes, the request is served.
+    env.delete_svc("ours").await;
+    env.wait_ips("taken", &["192.0.2.15"]).await;
+    env.apply_svc(
+        &svc("conflict")
+            .group(&g)
+            .ann(ann::ADDRESSES, "192.0.2.19")
+            .ann("metallb.io/loadBalancerIPs", "192.0.2.20"),
+    )
+    .await;
+    env.wait_ips("conflict", &["192.0.2.19"]).await;
+    env.wait_event("conflict", reason::ANNOTATION_CONFLICT)
+        .await;
+}
+
+#[tokio::test]
+async fn releases_on_delete_type_change_and_group_change() {
+    let Some(env) = env("alloc-release").await else {
+        return;
+    };
+    let (g, h) = (env.group_name("g"), env.group_name("h"));
+    env.apply_group(&g, local(&[("192.0.2.0/24", "192.0.2.30/31")], &[]))
+        .await;
+    env.apply_group(&h, local(&[("198.51.100.0/24", "198.51.100.30/32")], &[]))
+        .await;
+    let _a = env.allocator("a", false);
+    env.apply_svc(&svc("a").group(&g)).await;
+    env.apply_svc(&svc("b").group(&g)).await;
+    let a = env.wait_any_ips("a", 1).await;
+    env.wait_any_ips("b", 1).await;
+    // Type changed away: the address and our annotations go.
+    env.apply_svc(
+        &svc("a")
+            .group(&g)
+            .spec("type", "ClusterIP".into())
+            .spec("ports", json!([{ "port": 80, "protocol": "TCP" }])),
+    )
+    .await;
+    env.wait_ips("a", &[]).await;
+    eventually("annotations removed", || async {
+        (!env.annotations("a").await.contains_key(ann::ALLOCATED_BY)).then_some(())
+    })
+    .await;
+    env.apply_svc(&svc("c").group(&g)).await;
+    env.wait_ips("c", &[a[0].as_str()]).await;
+    // Group changed: released here, allocated there.
+    env.apply_svc(&svc("c").group(&h)).await;
+    env.wait_ips("c", &["198.51.100.30"]).await;
+    // (A class cannot change while the type stays LoadBalancer: the API server refuses it.)
+    // Deleted: the last address of h is free again.
+    env.apply_svc(&svc("d").group(&h)).await;
+    env.wait_event("d", reason::ALLOCATION_FAILED).await;
+    env.delete_svc("c").await;
+    env.wait_ips("d", &["198.51.100.30"]).await;
+}
+
+#[tokio::test]
+async fn edge_pools_and_a_waiting_service_served_by_a_new_range() {
+    let Some(env) = env("alloc-edges").await else {
+        return;
+    };
+    let (one, six, wide) = (
+        env.group_name("one"),
+        env.group_name("six"),
+        env.group_name("wide"),
+    );
+    env.apply_group(&one, local(&[("192.0.2.0/24", "192.0.2.40/32")], &[]))
+        .await;
+    env.apply_group(
+        &six,
+        local(&[], &[("2001:db8:3::/64", "2001:db8:3::40/128")]),
+    )
+    .await;
+    env.apply_group(&wide, local(&[], &[("2001:db8:4::/64", "2001:db8:4::/64")]))
+        .await;
+    let _a = env.allocator("a", false);
+    env.apply_svc(&svc("a").group(&one)).await;
+    env.apply_svc(&svc("b").group(&six).v6()).await;
+    env.apply_svc(&svc("c").group(&wide).v6()).await;
+    env.wait_ips("a", &["192.0.2.40"]).await;
+    env.wait_ips("b", &["2001:db8:3::40"]).await;
+    env.wait_ips("c", &["2001:db8:4::"]).await;
+    env.wait_condition(&wide, "Ready", "True").await;
+    let g = env.groups().get(&wide).await.expect("group");
+    assert_eq!(
+        g.status.and_then(|s| s.capacity).map(|c| c.ipv6),
+        Some("18446744073709551616".to_string())
+    );
+    // Exhausted, then the freed last address is reused.
+    env.apply_svc(&svc("d").group(&one)).await;
+    env.wait_event("d", reason::ALLOCATION_FAILED).await;
+    env.wait_condition(&one, "Exhausted", "True").await;
+    env.delete_svc("a").await;
+    env.wait_ips("d", &["192.0.2.40"]).await;
+    // A range added to the exhausted group serves the one waiting.
+    env.apply_svc(&svc("e").group(&one)).await;
+    env.wait_event("e", reason::ALLOCATION_FAILED).await;
+    env.apply_group(
+        &one,
+        local(
+            &[
+                ("192.0.2.0/24", "192.0.2.40/32"),
+                ("192.0.2.0/24", "192.0.2.41-192.0.2.41"),
+            ],
+            &[],
+        ),
+    )
+    .await;
+    env.wait_ips("e", &["192.0.2.41"]).await;
+}

@@ -1,0 +1,10 @@
+//! The allocator binary against a real API server: each test runs its own allocator process,
+//! scoped to the test's namespace and ServiceGroups, on the control plane shared by this binary.
+
+mod allocation;
+mod announcing;
+mod groups;
+mod ha;
+mod restart;
+mod sharing;
+mod support;
