@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ferrolb_api::check::parse_pools;
-use ferrolb_api::pool::{AddrRange, Family};
+use ferrolb_api::pool::{AddrRange, Family, non_host_addresses};
 use ferrolb_api::servicegroup::GroupType;
 use ipnetwork::IpNetwork;
 
@@ -85,8 +85,8 @@ pub struct GroupBook {
 }
 
 impl GroupBook {
-    /// A group with nothing allocated yet. Local IPv4 subnets keep their network and broadcast
-    /// addresses out of the pool.
+    /// A group with nothing allocated yet. Subnets keep their non-host addresses out of the
+    /// pool (network and broadcast for IPv4, Subnet-Router anycast for IPv6).
     pub fn new(g: &GroupView, usable: bool) -> Self {
         let (pools, _) = parse_pools(&g.spec);
         let group_type = g.spec.group_type().unwrap_or(GroupType::Local);
@@ -94,21 +94,18 @@ impl GroupBook {
             avoid_buggy_ips: g.spec.avoid_buggy_ips,
             ..Default::default()
         };
-        let (v4, _) = g.spec.pools();
+        let (v4, v6) = g.spec.pools();
         for p in &pools {
             match p.family {
                 Family::V4 => pool.v4.push(p.range),
                 Family::V6 => pool.v6.push(p.range),
             }
         }
-        if group_type == GroupType::Local {
-            for p in v4 {
-                if let Ok(IpNetwork::V4(net)) = p.subnet.parse::<IpNetwork>()
-                    && net.prefix() < 31
-                {
-                    pool.reserved.push(net.network().into());
-                    pool.reserved.push(net.broadcast().into());
-                }
+        // A subnet's network, broadcast and Subnet-Router anycast addresses are never a
+        // host's, whatever the group's type.
+        for p in v4.iter().chain(v6) {
+            if let Ok(net) = p.subnet.parse::<IpNetwork>() {
+                pool.reserved.extend(non_host_addresses(net));
             }
         }
         let families = pools.iter().map(|p| p.family).collect();

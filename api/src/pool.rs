@@ -218,6 +218,18 @@ impl Aggregation {
     }
 }
 
+/// Addresses of a subnet that are never a host's: an IPv4 subnet's network and broadcast
+/// addresses (prefix shorter than /31, RFC 3021), and an IPv6 subnet's Subnet-Router anycast
+/// address (prefix shorter than /127, RFC 4291 2.6.1, RFC 6164), which a forwarding Linux node
+/// claims for itself.
+pub fn non_host_addresses(subnet: IpNetwork) -> Vec<IpAddr> {
+    match subnet {
+        IpNetwork::V4(n) if n.prefix() < 31 => vec![n.network().into(), n.broadcast().into()],
+        IpNetwork::V6(n) if n.prefix() < 127 => vec![n.network().into()],
+        _ => Vec::new(),
+    }
+}
+
 /// The canonical text of an address (RFC 5952 for IPv6), as used in keys and hashes.
 pub fn canonical(addr: IpAddr) -> String {
     addr.to_string()
@@ -300,6 +312,23 @@ mod tests {
         let reversed = AddrRange::parse("192.0.2.9-192.0.2.1").expect("parses");
         assert!(reversed.is_empty());
         assert_eq!(reversed.len(), 0);
+    }
+
+    #[test]
+    fn subnets_keep_their_non_host_addresses() {
+        let cases: &[(&str, &[&str])] = &[
+            ("192.0.2.0/24", &["192.0.2.0", "192.0.2.255"]),
+            ("192.0.2.0/30", &["192.0.2.0", "192.0.2.3"]),
+            ("192.0.2.0/31", &[]),
+            ("192.0.2.7/32", &[]),
+            ("2001:db8:1::/64", &["2001:db8:1::"]),
+            ("2001:db8:1::/127", &[]),
+        ];
+        for (subnet, want) in cases {
+            let got = non_host_addresses(subnet.parse().expect("cidr"));
+            let want: Vec<IpAddr> = want.iter().map(|a| ip(a)).collect();
+            assert_eq!(got, want, "{subnet}");
+        }
     }
 
     #[test]

@@ -29,7 +29,8 @@ fn edge_pools() {
             "/64",
             group("g").v6("2001:db8::/64", "2001:db8::/64"),
             svc("a").group("g").families(&["IPv6"], "SingleStack"),
-            &["2001:db8::"],
+            // The Subnet-Router anycast address is a router's, never a Service's.
+            &["2001:db8::1"],
         ),
         (
             "whole /24 skips network",
@@ -38,10 +39,10 @@ fn edge_pools() {
             &["192.0.2.1"],
         ),
         (
-            "virtual /24 keeps network",
+            "virtual /24 skips network too",
             group("g").v4("192.0.2.0/24", "192.0.2.0/24").virtual_(),
             svc("a").group("g"),
-            &["192.0.2.0"],
+            &["192.0.2.1"],
         ),
         (
             "avoid buggy",
