@@ -52,6 +52,7 @@ soak: deps
 
 ## The main job on a local default: a real control plane, ferrolb's objects, what works today.
 demo: deps
+	$(CARGO) build -q --workspace --bins
 	$(CARGO) run -q -p ferrolb-e2e --bin ferrolb-demo
 
 demo-down:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the e2e topology harness needs from Debian: BIRD 2, FRR and the network tools the
-# tests drive (ip/bridge, sysctl/kill, ping, nft, tcpdump, arping, ndisc6). Idempotent: runs `apt-get update` and `apt-get install` only when a package is
+# tests drive (ip/bridge, sysctl/kill, ping, nft, tcpdump, arping, ndisc6, curl). Idempotent: runs `apt-get update` and `apt-get install` only when a package is
 # missing, and says what it did. Package services are never started in the host namespace: the
 # harness runs its own router instances inside the test namespaces.
 set -euo pipefail
@@ -16,8 +16,9 @@ declare -A PROVIDES=(
   [tcpdump]=tcpdump
   [arping]=arping
   [ndisc6]=ndisc6
+  [curl]=curl
 )
-ORDER=(bird2 frr nftables iproute2 procps iputils-ping tcpdump arping ndisc6)
+ORDER=(bird2 frr nftables iproute2 procps iputils-ping tcpdump arping ndisc6 curl)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-routers: must run as root (apt-get install)" >&2

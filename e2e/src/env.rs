@@ -87,3 +87,21 @@ pub fn missing_tool(name: &str) -> Option<String> {
     let path = tool(name);
     (!path.exists()).then(|| format!("{} is not built; run `make tools`", path.display()))
 }
+
+/// Path of one of ferrolb's own binaries (`ferrolb-allocator`, `ferrolb-agent`, `bird-sidecar`,
+/// `kubectl-ferrolb`), built by cargo into the target directory: `FERROLB_BIN_DIR` when set,
+/// else the directory of the running executable (or its parent, for test executables in
+/// `deps/`).
+pub fn binary(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("FERROLB_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    let dir = if dir.ends_with("deps") {
+        dir.parent().map(PathBuf::from).unwrap_or(dir)
+    } else {
+        dir
+    };
+    dir.join(name)
+}

@@ -8,3 +8,4 @@ pub mod kubelet;
 pub mod process;
 pub mod results;
 pub mod topology;
+pub mod world;

@@ -35,6 +35,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("gratuitous ARP/NA on {interface}: {why}")]
+    Gratuitous { interface: String, why: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
     #[error("LBNodeAgent {agent}: {field}: {why}")]
     InvalidConfig {
         agent: String,

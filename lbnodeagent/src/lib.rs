@@ -3,8 +3,11 @@
 pub mod apply;
 pub mod decide;
 pub mod gossip;
+pub mod gratuitous;
+pub mod metrics;
 pub mod netlink;
 pub mod observe;
+pub mod run;
 pub mod snapshot;
 
 mod error;

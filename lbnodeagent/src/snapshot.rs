@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ferrolb_api::pool::{AddrRange, Aggregation, Family};
 use ferrolb_api::servicegroup::GroupType;
@@ -44,6 +45,30 @@ pub struct AgentConfig {
     pub virtual_interface: String,
     /// Valid lifetime of local addresses, in whole seconds.
     pub local_address_lifetime: u32,
+    pub gratuitous: Gratuitous,
+    /// Graceful stop: how long virtual addresses stay after SIGTERM.
+    pub drain: Duration,
+}
+
+/// Gratuitous ARP / unsolicited NA after this node adds a local address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gratuitous {
+    pub enabled: bool,
+    pub count: u32,
+    pub interval: Duration,
+    pub initial_delay: Duration,
+}
+
+impl Default for Gratuitous {
+    /// The LBNodeAgent defaults: 3 packets, 500 ms apart, at once.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            count: 3,
+            interval: Duration::from_millis(500),
+            initial_delay: Duration::ZERO,
+        }
+    }
 }
 
 /// How the local interface is found, per family.

@@ -1,72 +1,252 @@
-//! `make demo`: builds a real control plane and shows what ferrolb does today, with real output
-//! only. Later parts (allocator, agents, routers) join as they land. `--down` removes leftovers.
+//! `make demo`: the whole ferrolb world on this machine, shown step by step with real output
+//! only. `--down` removes what an interrupted run left; `--respond NAME PORT` is the per-node
+//! TCP responder the demo runs in each node namespace (it stands in for kube-proxy).
 
-use std::process::Command;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
-use ferrolb_e2e::controlplane::ControlPlane;
+use ferrolb_e2e::world::{RESPONDER_PORT, World};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if std::env::args().any(|a| a == "--down") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--respond") {
+        return respond(&args[2], args[3].parse()?).await;
+    }
+    if args.iter().any(|a| a == "--down") {
         ferrolb_e2e::controlplane::cleanup_leftovers();
-        println!("removed the leftovers of earlier demo and test runs");
+        let removed = ferrolb_e2e::topology::cleanup_leftovers("flb")?;
+        println!("removed leftovers of earlier demo and test runs: {removed:?}");
         return Ok(());
     }
-    if let Some(why) = ControlPlane::missing() {
+    if let Some(why) = ferrolb_e2e::controlplane::ControlPlane::missing() {
         anyhow::bail!("{why}");
     }
-    heading("Starting a real control plane (etcd, kube-apiserver, kube-controller-manager)");
-    let started = std::time::Instant::now();
-    let cp = ControlPlane::start().await?;
+    let result = demo().await;
+    if let Err(e) = &result {
+        eprintln!("\nthe demo stopped: {e:#}");
+    }
+    result
+}
+
+async fn demo() -> anyhow::Result<()> {
+    heading("1. A real control plane, 3 node namespaces on a LAN, an FRR ToR and a client");
+    let started = Instant::now();
+    let world = World::start("demo", 3).await?;
     println!(
-        "API server on https://127.0.0.1:{port} and https://198.18.0.1:{port}, ready in {:.1} s",
+        "ready in {:.1} s: kube-apiserver on https://198.18.0.1:{}; nodes {}; ferrolb-allocator on the host; ferrolb-agent, bird-sidecar and BIRD in each node namespace",
         started.elapsed().as_secs_f64(),
-        port = cp.port()
+        world.cp.port(),
+        world.names.join(", ")
     );
-    let root = env!("CARGO_MANIFEST_DIR").to_string() + "/..";
-    let examples = format!("{root}/docs/examples");
 
-    heading("ferrolb's CRDs, installed from the Rust types (crds/)");
-    run(
-        &cp,
-        &[
+    heading("2. Address pools (ServiceGroups) and two Services");
+    show_cmd("kubectl apply -f docs/examples/servicegroups.yaml -f docs/examples/services.yaml");
+    print!(
+        "{}",
+        world.kubectl(&[
+            "apply",
+            "-f",
+            "docs/examples/servicegroups.yaml",
+            "-f",
+            "docs/examples/services.yaml"
+        ])
+    );
+    let web = addresses(&world, "web").await?;
+    let api = addresses(&world, "api").await?;
+    show_cmd("kubectl get servicegroups");
+    print!("{}", world.kubectl(&["get", "servicegroups"]));
+    show_cmd("kubectl get services");
+    print!("{}", world.kubectl(&["get", "services"]));
+    show_cmd("kubectl get service web -o jsonpath='{.metadata.annotations}'");
+    println!(
+        "{}",
+        world.kubectl(&[
             "get",
-            "crd",
-            "servicegroups.ferrolb.io",
-            "lbnodeagents.ferrolb.io",
-        ],
+            "service",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations}"
+        ])
     );
 
-    heading("Applying example pools: docs/examples/servicegroups.yaml");
-    run(
-        &cp,
-        &["apply", "-f", &format!("{examples}/servicegroups.yaml")],
-    );
-    run(&cp, &["get", "servicegroups,lbnodeagents"]);
+    heading("3. Where the local address lives: one node's LAN interface");
+    let web_v4 = web[0];
+    let holders = world
+        .wait(
+            "the local address on a node",
+            Duration::from_secs(30),
+            |w| {
+                let h = w.holders(web_v4);
+                (!h.is_empty()).then_some(h)
+            },
+        )
+        .await?;
+    for &i in &holders {
+        let ns = world.topo.node(i).ns_name().to_string();
+        show_cmd(&format!(
+            "ip -n {ns} addr show dev eth0    # {}",
+            world.names[i]
+        ));
+        print!(
+            "{}",
+            world.in_ns(&ns, &["ip", "addr", "show", "dev", "eth0"])
+        );
+    }
 
-    heading("A ServiceGroup with a mistake is refused, naming the field");
-    run(
-        &cp,
-        &["apply", "-f", &format!("{examples}/bad-servicegroup.yaml")],
+    heading("4. Virtual addresses: kube-lb0 on every node, exported by BIRD, ECMP on the ToR");
+    for i in 0..world.names.len() {
+        let ns = world.topo.node(i).ns_name().to_string();
+        show_cmd(&format!(
+            "ip -n {ns} addr show dev kube-lb0    # {}",
+            world.names[i]
+        ));
+        print!(
+            "{}",
+            world.in_ns(&ns, &["ip", "addr", "show", "dev", "kube-lb0"])
+        );
+    }
+    let first = world.topo.node(0).ns_name().to_string();
+    let socket = world.bird_socket(0).display().to_string();
+    show_cmd(&format!(
+        "ip netns exec {first} birdc -s {socket} show route"
+    ));
+    print!(
+        "{}",
+        world.in_ns(&first, &["birdc", "-s", &socket, "show", "route"])
+    );
+    let agg = "203.0.113.0/28";
+    world
+        .wait("the ToR's ECMP route", Duration::from_secs(30), |w| {
+            (w.frr.route_nexthops(agg).ok()?.len() == w.names.len()).then_some(())
+        })
+        .await
+        .ok();
+    show_cmd(&format!("vtysh -c 'show ip route {agg}'    # on the ToR"));
+    print!(
+        "{}",
+        world
+            .frr
+            .vtysh(&[&format!("show ip route {agg}")])
+            .unwrap_or_default()
     );
 
-    heading("Done; tearing the control plane down");
-    drop(cp);
+    heading("5. Requests from the client namespace, through each address");
+    let client = world.topo.client_ns().unwrap_or_default().to_string();
+    for (svc, addr) in web
+        .iter()
+        .map(|a| ("web", *a))
+        .chain(api.iter().map(|a| ("api", *a)))
+    {
+        let url = url(addr);
+        show_cmd(&format!("ip netns exec {client} curl -s {url}    # {svc}"));
+        print!(
+            "{}",
+            world.in_ns(&client, &["curl", "-s", "--max-time", "3", &url])
+        );
+    }
+
+    heading("6. Failover: the holder's agent is killed (SIGKILL)");
+    failover(world, web_v4).await
+}
+
+async fn failover(mut world: World, addr: IpAddr) -> anyhow::Result<()> {
+    let holders = world.holders(addr);
+    let Some(&old) = holders.first() else {
+        anyhow::bail!("{addr} is on no node");
+    };
+    println!("{addr} is on {}; killing its agent", world.names[old]);
+    let killed = Instant::now();
+    if let Some(mut agent) = world.agents[old].take() {
+        agent.stop(Duration::ZERO);
+    }
+    let others = world
+        .wait(
+            "another node to take the address",
+            Duration::from_secs(30),
+            |w| {
+                let h: Vec<usize> = w.holders(addr).into_iter().filter(|i| *i != old).collect();
+                (!h.is_empty()).then_some(h)
+            },
+        )
+        .await?;
+    let took = killed.elapsed();
+    println!(
+        "{} took over {addr} {:.0} ms after the kill; {}'s own copy lingers until its lifetime (5 s) ends",
+        world.names[others[0]],
+        took.as_secs_f64() * 1e3,
+        world.names[old]
+    );
+    let client = world.topo.client_ns().unwrap_or_default().to_string();
+    show_cmd(&format!("ip netns exec {client} curl -s {}", url(addr)));
+    print!(
+        "{}",
+        world.in_ns(&client, &["curl", "-s", "--max-time", "3", &url(addr)])
+    );
+    if let Some(secs) = std::env::var("FERROLB_DEMO_PAUSE").ok().and_then(|s| s.parse().ok()) {
+        println!("pausing {secs} s before teardown (FERROLB_DEMO_PAUSE)");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
+    heading("Done: tearing everything down");
+    drop(world);
     Ok(())
+}
+
+/// Waits for a Service's addresses (bounded) and returns them.
+async fn addresses(world: &World, svc: &str) -> anyhow::Result<Vec<IpAddr>> {
+    world
+        .wait(
+            &format!("addresses for Service {svc}"),
+            Duration::from_secs(30),
+            |w| {
+                let text = w.kubectl(&[
+                    "get",
+                    "service",
+                    svc,
+                    "-o",
+                    "jsonpath={.status.loadBalancer.ingress[*].ip}",
+                ]);
+                let ips: Vec<IpAddr> = text
+                    .split_whitespace()
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+                (ips.len() == 2).then_some(ips)
+            },
+        )
+        .await
+}
+
+fn url(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("http://{a}:{RESPONDER_PORT}/"),
+        IpAddr::V6(a) => format!("http://[{a}]:{RESPONDER_PORT}/"),
+    }
 }
 
 fn heading(text: &str) {
     println!("\n=== {text}");
 }
 
-fn run(cp: &ControlPlane, args: &[&str]) {
-    println!("$ kubectl {}", args.join(" "));
-    let mut cmd: Command = cp.kubectl();
-    match cmd.args(args).output() {
-        Ok(out) => {
-            print!("{}", String::from_utf8_lossy(&out.stdout));
-            print!("{}", String::from_utf8_lossy(&out.stderr));
-        }
-        Err(e) => println!("cannot run kubectl: {e}"),
+fn show_cmd(cmd: &str) {
+    println!("$ {cmd}");
+}
+
+/// Answers every connection with a one-line HTTP response naming the node.
+async fn respond(node: &str, port: u16) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("::", port)).await?;
+    let body = format!("hello from {node}\n");
+    loop {
+        let (mut conn, _) = listener.accept().await?;
+        let body = body.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await;
+            let reply = format!(
+                "HTTP/1.0 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(reply.as_bytes()).await;
+        });
     }
 }

@@ -11,6 +11,9 @@ use super::{
     Topology, claim,
 };
 
+/// The management bridge's own MAC (locally administered, outside the topologies' 02:fb:<slot>).
+pub const MGMT_BRIDGE_MAC: &str = "02:fb:00:00:00:01";
+
 /// Creates the shared management bridge `flbmgmt0` with 198.18.0.1/16 in the host namespace if
 /// it is missing. Idempotent and safe when several processes call it at once.
 pub fn ensure_management_bridge() -> Result<()> {
@@ -29,6 +32,18 @@ pub fn ensure_management_bridge() -> Result<()> {
     disable_host_ipv6(MGMT_BRIDGE);
     let addr = format!("{MGMT_HOST_V4}/{MGMT_PREFIX_LEN}");
     run(&["ip", "addr", "replace", &addr, "dev", MGMT_BRIDGE])?;
+    // A bridge without an address of its own takes the lowest MAC of its ports, which changes
+    // whenever a topology comes or goes: the nodes' ARP entries for the API server would then
+    // point at a MAC that is gone. A fixed MAC (no topology uses 02:fb:00:…) keeps them valid.
+    run(&[
+        "ip",
+        "link",
+        "set",
+        "dev",
+        MGMT_BRIDGE,
+        "address",
+        MGMT_BRIDGE_MAC,
+    ])?;
     run(&["ip", "link", "set", "dev", MGMT_BRIDGE, "up"])?;
     Ok(())
 }

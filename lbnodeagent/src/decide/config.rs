@@ -6,7 +6,7 @@ use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 use regex::Regex;
 
-use crate::snapshot::{AgentConfig, LocalInterface, NodeFacts};
+use crate::snapshot::{AgentConfig, Gratuitous, LocalInterface, NodeFacts};
 use crate::{Error, Result};
 
 /// The settings for `node`: among the LBNodeAgents other than `default` that select it, the
@@ -83,6 +83,17 @@ fn from_spec(name: &str, spec: &LBNodeAgentSpec, selects_node: bool) -> Result<A
             format!("{:?} is too long", spec.local_address_lifetime),
         )
     })?;
+    let parse =
+        |field, value: &str| duration::parse(value).map_err(|e| invalid(field, e.to_string()));
+    let gratuitous = Gratuitous {
+        enabled: spec.gratuitous.enabled,
+        count: spec.gratuitous.count,
+        interval: parse("spec.gratuitous.interval", &spec.gratuitous.interval)?,
+        initial_delay: parse(
+            "spec.gratuitous.initialDelay",
+            &spec.gratuitous.initial_delay,
+        )?,
+    };
     Ok(AgentConfig {
         source: Some(name.to_string()),
         also_selecting: Vec::new(),
@@ -90,5 +101,7 @@ fn from_spec(name: &str, spec: &LBNodeAgentSpec, selects_node: bool) -> Result<A
         local_interface,
         virtual_interface: spec.virtual_interface.clone(),
         local_address_lifetime,
+        gratuitous,
+        drain: parse("spec.drain", &spec.drain)?,
     })
 }

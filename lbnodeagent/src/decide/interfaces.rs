@@ -73,6 +73,17 @@ pub fn offered_subnets(interface: &Interface, family: Family) -> BTreeSet<IpNetw
         .collect()
 }
 
+/// The node's own addresses (not ours, not IPv6 link-local) of `family` on an interface, in the
+/// kernel's order (the first is the primary).
+pub(crate) fn own_addresses(interface: &Interface, family: Family) -> Vec<IpAddr> {
+    interface
+        .addresses
+        .iter()
+        .filter(|a| offers(a, family))
+        .map(|a| a.address)
+        .collect()
+}
+
 /// The interface carries an address of its own inside `subnet`. Our own addresses do not count:
 /// otherwise an address would keep its subnet alive after the node's own address went away.
 pub(crate) fn carries_subnet(interface: &Interface, subnet: IpNetwork) -> bool {

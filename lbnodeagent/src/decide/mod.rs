@@ -8,6 +8,7 @@ mod desired;
 mod diff;
 mod eligibility;
 mod interfaces;
+mod published;
 
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ pub use desired::{
 pub use diff::{Change, Observed, OwnedAddress, blocked, diff, renewal_due, renewal_period};
 pub use eligibility::{local_eligibility, virtual_eligibility};
 pub use interfaces::{local_interface, offered_subnets};
+pub use published::{lease_annotations, mac_text};
 
 /// `IFA_F_NODAD`: IPv6 addresses are usable at once; the election, not DAD, prevents duplicates.
 pub const IFA_F_NODAD: u32 = 0x02;

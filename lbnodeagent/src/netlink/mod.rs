@@ -4,6 +4,7 @@
 //! a path under `/proc/sys/net`: the sysctl write below is done with `std::fs` on the calling
 //! thread on purpose (a blocking-pool thread may sit in another namespace).
 
+mod events;
 mod messages;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -18,6 +19,7 @@ use rtnetlink::{Handle, RouteMessageBuilder};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub use events::KernelChanges;
 pub use messages::{AddressSpec, VirtualKind};
 
 use crate::decide::IFA_F_NOPREFIXROUTE;

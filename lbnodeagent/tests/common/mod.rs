@@ -254,6 +254,8 @@ pub async fn reconcile(
             local_interface: LocalInterface::DefaultRoute,
             virtual_interface: "kube-lb0".into(),
             local_address_lifetime: lifetime,
+            gratuitous: Default::default(),
+            drain: std::time::Duration::from_secs(5),
         },
         groups: groups(),
         services,

@@ -1,12 +1,13 @@
 //! `agent_config`: which LBNodeAgent applies to this node.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use ferrolb_api::{LBNodeAgent, LBNodeAgentSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use crate::decide::agent_config;
-use crate::snapshot::{LocalInterface, NodeFacts};
+use crate::snapshot::{Gratuitous, LocalInterface, NodeFacts};
 
 fn agent(name: &str, selector: Option<LabelSelector>) -> LBNodeAgent {
     LBNodeAgent::new(
@@ -158,11 +159,31 @@ fn parses_settings_and_refuses_bad_ones() {
         LocalInterface::DefaultRoute
     ));
     assert_eq!(defaults.local_address_lifetime, 5);
+    assert_eq!(defaults.gratuitous, Gratuitous::default());
+    assert_eq!(defaults.drain, Duration::from_secs(5));
+    let mut tuned = LBNodeAgentSpec::default();
+    tuned.gratuitous.interval = "1s200ms".into();
+    tuned.gratuitous.initial_delay = "50ms".into();
+    tuned.drain = "1m".into();
+    let tuned = agent_config(&[LBNodeAgent::new("default", tuned)], &node(&[])).expect("valid");
+    assert_eq!(
+        (
+            tuned.gratuitous.interval,
+            tuned.gratuitous.initial_delay,
+            tuned.drain
+        ),
+        (
+            Duration::from_millis(1200),
+            Duration::from_millis(50),
+            Duration::from_secs(60)
+        )
+    );
 
     for (field, bad) in [
         ("lifetime", "2s"),
         ("lifetime", "1500ms"),
         ("interface", "("),
+        ("drain", "soon"),
     ] {
         spec.local_address_lifetime = if field == "lifetime" {
             bad.into()
@@ -173,6 +194,11 @@ fn parses_settings_and_refuses_bad_ones() {
             bad.into()
         } else {
             "default".into()
+        };
+        spec.drain = if field == "drain" {
+            bad.into()
+        } else {
+            "5s".into()
         };
         let err = agent_config(&[LBNodeAgent::new("default", spec.clone())], &node(&[]));
         assert!(err.is_err(), "{field} {bad:?} must be refused");

@@ -4,6 +4,7 @@ mod attributes;
 mod config;
 mod desired;
 mod diff;
+mod published;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -107,6 +108,8 @@ pub(super) fn config() -> AgentConfig {
         local_interface: LocalInterface::DefaultRoute,
         virtual_interface: "kube-lb0".into(),
         local_address_lifetime: 5,
+        gratuitous: Default::default(),
+        drain: std::time::Duration::from_secs(5),
     }
 }
 

@@ -1,4 +1,11 @@
-//! Apply: carries out the changes `decide::diff` returns, with netlink, and reports each one.
+//! Apply: carries out the changes `decide::diff` returns, with netlink, and reports each one;
+//! the per-node Lease and the agent's Events are written here too.
+
+mod events;
+mod lease;
+
+pub use events::NodeEvents;
+pub use lease::LeasePublisher;
 
 use std::collections::BTreeMap;
 

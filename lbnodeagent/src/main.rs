@@ -1,0 +1,81 @@
+//! `ferrolb-agent`: flags, logging, client, metrics endpoint; then `ferrolb_lbnodeagent::run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use ferrolb_lbnodeagent::decide::holds_every_address;
+use ferrolb_lbnodeagent::metrics::{self, Metrics};
+use ferrolb_lbnodeagent::run::{RunConfig, run};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Puts this node's share of the LoadBalancer addresses on its interfaces.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Flags {
+    /// This node's name, as its Node object is called.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Kubeconfig file; without it, the in-cluster config or the default kubeconfig.
+    #[arg(long, env = "FERROLB_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Where /metrics, /healthz and /readyz listen.
+    #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:9471")]
+    metrics_addr: SocketAddr,
+    /// Log lines as text or as JSON.
+    #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Namespace of the per-node Leases.
+    #[arg(long, env = "FERROLB_NAMESPACE", default_value = ferrolb_api::contracts::INSTALL_NAMESPACE)]
+    namespace: String,
+    /// Serve only the Services of this namespace (tests: one set of agents per tenant).
+    #[arg(long, env = "FERROLB_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match flags.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let client = match &flags.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+            Client::try_from(config)?
+        }
+        None => Client::try_default()
+            .await
+            .context("no in-cluster config or kubeconfig")?,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let bound = metrics::serve(flags.metrics_addr, metrics.clone())
+        .await
+        .with_context(|| format!("cannot listen on {}", flags.metrics_addr))?;
+    tracing::info!(%bound, "metrics, healthz and readyz listening");
+    let cfg = RunConfig {
+        node: flags.node_name,
+        namespace: flags.namespace,
+        services_in: flags.watch_namespace,
+        // Until the election lands: every local address whose subnet this node has.
+        holder: Arc::new(holds_every_address),
+        metrics,
+    };
+    run(client, cfg).await?;
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The agent's loop: reflectors and kernel notifications wake it, a renewal tick keeps local
+//! addresses alive, and SIGTERM walks it through the graceful stop.
+
+mod round;
+mod stores;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrolb_api::contracts::IneligibleReason;
+use kube::Client;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+use tokio::time::{Instant, sleep, sleep_until};
+use tracing::{info, warn};
+
+pub use round::Held;
+pub use stores::Stores;
+
+use crate::apply::{LeasePublisher, NodeEvents};
+use crate::decide::{agent_config, renewal_period};
+use crate::metrics::Metrics;
+use crate::netlink::{Netlink, PROTO_PROBE_ADDRESS};
+use crate::snapshot::{AgentConfig, Lifecycle};
+use crate::{Error, Result};
+
+/// Says whether this node holds a local address it is a candidate for (the election plugs in
+/// here).
+pub type Holder = Arc<dyn Fn(&IpAddr) -> bool + Send + Sync>;
+
+/// What `run` needs besides the client.
+pub struct RunConfig {
+    pub node: String,
+    /// Where the per-node Leases live.
+    pub namespace: String,
+    /// Only the Services (and EndpointSlices) of this namespace; all when `None`.
+    pub services_in: Option<String>,
+    pub holder: Holder,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Everything a round reads and writes through.
+pub(crate) struct Context {
+    node: String,
+    netlink: Netlink,
+    stores: Stores,
+    holder: Holder,
+    metrics: Arc<Metrics>,
+    events: NodeEvents,
+    lease: LeasePublisher,
+    held: Held,
+}
+
+/// Kernel notifications come in bursts (an address and its routes): one round for a burst.
+const DEBOUNCE: Duration = Duration::from_millis(10);
+/// Back-off after a failed round (STYLE.md: 250 ms doubling to 5 min).
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long the stop waits for the Lease to say `stopping` and, at the end, what it holds.
+const LEASE_FLUSH: Duration = Duration::from_secs(2);
+
+/// Runs the agent until SIGTERM (or SIGINT) and the drain are over.
+pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
+    let io = |what| move |source| Error::Io { what, source };
+    let mut terminate = signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?;
+    let wake = Arc::new(Notify::new());
+    let (netlink, mut changes) = Netlink::connect_watching()?;
+    let kernel_wake = wake.clone();
+    let kernel_watch = tokio::spawn(async move {
+        while changes.next().await.is_some() {
+            kernel_wake.notify_one();
+        }
+        warn!("kernel notifications stopped");
+    });
+    let stores = Stores::start(
+        &client,
+        &cfg.node,
+        &cfg.namespace,
+        cfg.services_in.as_deref(),
+        wake.clone(),
+    );
+    info!(node = cfg.node, "waiting for the caches to sync");
+    tokio::select! {
+        synced = stores.synced() => synced.map_err(|e| Error::Io {
+            what: "reflector",
+            source: std::io::Error::other(e),
+        })?,
+        _ = terminate.recv() => return Ok(()),
+        _ = interrupt.recv() => return Ok(()),
+    }
+    let ctx = Context {
+        lease: LeasePublisher::start(client.clone(), &cfg.namespace, &cfg.node),
+        events: NodeEvents::new(client, &cfg.node),
+        node: cfg.node,
+        netlink,
+        stores,
+        holder: cfg.holder,
+        metrics: cfg.metrics,
+        held: Held::default(),
+    };
+    let cluster = ctx.stores.cluster(&ctx.node);
+    let config = agent_config(&cluster.agents, &cluster.node)?;
+    check_kernel(&ctx.netlink, &config).await?;
+    info!(
+        node = ctx.node,
+        "caches synced, kernel checked; reconciling"
+    );
+
+    let mut config = Some(config);
+    let mut lifecycle = Lifecycle::Running;
+    let mut drain_until: Option<Instant> = None;
+    let mut backoff = BACKOFF_MIN;
+    let mut stopping_published = false;
+    loop {
+        let next = match round::reconcile(&ctx, lifecycle, config.as_ref()).await {
+            Ok(round) if !round.failed => {
+                backoff = BACKOFF_MIN;
+                ctx.metrics.set_ready();
+                let wait = renewal_wait(&round.config);
+                config = Some(round.config);
+                wait
+            }
+            Ok(round) => {
+                config = Some(round.config);
+                step(&mut backoff)
+            }
+            Err(e) => {
+                warn!(error = %e, "reconcile failed; retrying");
+                step(&mut backoff)
+            }
+        };
+        if lifecycle != Lifecycle::Running && !stopping_published {
+            stopping_published = ctx.lease.flushed(LEASE_FLUSH).await;
+            info!(
+                eligible = IneligibleReason::Stopping.as_str(),
+                published = stopping_published,
+                "stopping: local addresses removed, virtual addresses kept for the drain"
+            );
+        }
+        if lifecycle == Lifecycle::Drained {
+            break;
+        }
+        let far = Instant::now() + Duration::from_secs(3600);
+        let running = lifecycle == Lifecycle::Running;
+        let mut stop = false;
+        tokio::select! {
+            _ = wake.notified() => sleep(DEBOUNCE).await,
+            _ = sleep(next) => {}
+            _ = terminate.recv(), if running => stop = true,
+            _ = interrupt.recv(), if running => stop = true,
+            _ = sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => {
+                lifecycle = Lifecycle::Drained;
+            }
+        }
+        if stop {
+            let drain = config.as_ref().map_or(Duration::from_secs(5), |c| c.drain);
+            info!(?drain, "SIGTERM: stopping");
+            lifecycle = Lifecycle::Draining;
+            drain_until = Some(Instant::now() + drain);
+        }
+    }
+    let flushed = ctx.lease.flushed(LEASE_FLUSH).await;
+    kernel_watch.abort();
+    info!(
+        lease_flushed = flushed,
+        "stopped: virtual addresses and the virtual interface removed"
+    );
+    Ok(())
+}
+
+/// The IFA_PROTO check (refuse to run when the kernel drops it), on the virtual interface.
+async fn check_kernel(netlink: &Netlink, config: &AgentConfig) -> Result<()> {
+    netlink
+        .ensure_virtual_interface(&config.virtual_interface)
+        .await?;
+    netlink
+        .check_address_protocol(&config.virtual_interface, PROTO_PROBE_ADDRESS)
+        .await
+}
+
+/// Until the next look at the local addresses: a sixth of their lifetime. The diff renews once
+/// a third has passed, but the kernel reports lifetimes in whole seconds, rounded down, so a
+/// tick of exactly a third could see "not yet" and renew only at two thirds.
+fn renewal_wait(config: &AgentConfig) -> Duration {
+    renewal_period(config.local_address_lifetime) / 2
+}
+
+fn step(backoff: &mut Duration) -> Duration {
+    let now = *backoff;
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    now
+}

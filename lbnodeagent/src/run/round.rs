@@ -1,0 +1,146 @@
+//! One reconcile round: snapshot → `desired` → `diff` → `apply`, then metrics, Events,
+//! gratuitous ARP/NA for new local addresses, and the Lease's annotations.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use tracing::{debug, warn};
+
+use super::Context;
+use crate::apply::{Applied, Outcome, apply};
+use crate::decide::{
+    AddressKind, Change, Observed, agent_config, blocked, desired, diff, lease_annotations,
+};
+use crate::observe::{groups, kernel_facts};
+use crate::snapshot::{AgentConfig, Lifecycle, Snapshot};
+use crate::{Result, gratuitous};
+
+/// The local addresses this node holds now, as (interface, address): a gratuitous announcement
+/// checks it before each packet.
+pub type Held = Arc<RwLock<BTreeSet<(String, IpAddr)>>>;
+
+/// What a round leaves for the loop.
+pub struct Round {
+    /// Some change failed: retry with back-off.
+    pub failed: bool,
+    pub config: AgentConfig,
+}
+
+/// One round. `last_config` is used when the LBNodeAgents do not parse (the last good one
+/// stays in force); with none yet, the round fails.
+pub async fn reconcile(
+    ctx: &Context,
+    lifecycle: Lifecycle,
+    last_config: Option<&AgentConfig>,
+) -> Result<Round> {
+    let started = Instant::now();
+    let kernel = kernel_facts(&ctx.netlink)
+        .await
+        .inspect_err(|_| ctx.metrics.netlink_error())?;
+    let cluster = ctx.stores.cluster(&ctx.node);
+    let config = match agent_config(&cluster.agents, &cluster.node) {
+        Ok(config) => config,
+        Err(e) => match last_config {
+            Some(last) => {
+                warn!(error = %e, "LBNodeAgent does not parse; keeping the last good settings");
+                last.clone()
+            }
+            None => return Err(e),
+        },
+    };
+    let snapshot = Snapshot {
+        node: cluster.node,
+        config,
+        groups: groups(cluster.groups.iter().map(AsRef::as_ref)),
+        services: cluster.services,
+        kernel,
+        lifecycle,
+    };
+    let want = desired(&snapshot, &*ctx.holder);
+    let observed = Observed::from_kernel(&snapshot.kernel);
+    let changes = diff(&want, &observed);
+    for skip in &want.skipped {
+        debug!(service = skip.service, address = %skip.address, why = ?skip.why, "not on this node");
+    }
+    let blocked: BTreeSet<(String, IpAddr)> = blocked(&want, &observed)
+        .into_iter()
+        .map(|d| (d.interface.clone(), d.address))
+        .collect();
+    // Every round would say it again: debug, not warn.
+    for (interface, address) in &blocked {
+        debug!(interface, address = %address,
+               "someone else's copy of this address is on the interface; left alone");
+    }
+    let report = apply(&ctx.netlink, &changes).await;
+
+    let failed: BTreeSet<(String, IpAddr)> = report
+        .iter()
+        .filter(|a| a.failed())
+        .filter_map(|a| match &a.change {
+            Change::Add(d) | Change::Renew(d) => Some((d.interface.clone(), d.address)),
+            _ => None,
+        })
+        .collect();
+    let held: BTreeSet<(String, IpAddr)> = want
+        .addresses
+        .values()
+        .filter(|a| a.kind == AddressKind::Local)
+        .map(|a| (a.interface.clone(), a.address))
+        .filter(|k| !failed.contains(k) && !blocked.contains(k))
+        .collect();
+    *ctx.held.write().unwrap_or_else(|p| p.into_inner()) = held.clone();
+    for applied in &report {
+        account(ctx, applied, &snapshot.config);
+    }
+    let holding = held.iter().map(|(_, a)| *a).collect();
+    ctx.lease
+        .publish(lease_annotations(&want, &snapshot.kernel, &holding));
+    ctx.metrics.held(&want);
+    ctx.metrics.reconciled(started.elapsed().as_secs_f64());
+    Ok(Round {
+        failed: report.iter().any(Applied::failed),
+        config: snapshot.config,
+    })
+}
+
+/// Metrics and Events for one applied change, and the announcements of a new local address.
+fn account(ctx: &Context, applied: &Applied, config: &AgentConfig) {
+    match (&applied.outcome, &applied.change) {
+        (Outcome::Failed(e), change) => {
+            ctx.metrics.netlink_error();
+            ctx.events.announcement_failed(change, e);
+        }
+        (Outcome::Done, Change::Add(d)) => {
+            ctx.metrics.added(d.kind, d.address);
+            if d.kind == AddressKind::Local {
+                announce(ctx, config, d.interface.clone(), d.address);
+            }
+        }
+        (Outcome::Done, Change::Renew(d)) => ctx.metrics.renewed(d.kind, d.address),
+        (Outcome::Done, Change::Remove(_)) => ctx.metrics.removed(),
+        _ => {}
+    }
+}
+
+fn announce(ctx: &Context, config: &AgentConfig, interface: String, address: IpAddr) {
+    let settings = config.gratuitous;
+    let held = ctx.held.clone();
+    let metrics = ctx.metrics.clone();
+    tokio::spawn(async move {
+        let key = (interface.clone(), address);
+        gratuitous::announce(
+            settings,
+            &interface,
+            address,
+            || {
+                held.read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&key)
+            },
+            |a| metrics.gratuitous_sent(a),
+        )
+        .await
+    });
+}
