@@ -45,6 +45,18 @@ pub enum Error {
     },
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error(
+        "no usable gossip key in Secret {namespace}/{secret}: {why}. The agents gossip only \
+         with a shared key; create it with: kubectl -n {namespace} create secret generic \
+         {secret} --from-literal=key=$(openssl rand -hex 32)"
+    )]
+    GossipKeys {
+        namespace: String,
+        secret: &'static str,
+        why: String,
+    },
+    #[error("gossip on {listen}: {why}")]
+    Gossip { listen: String, why: String },
     #[error("LBNodeAgent {agent}: {field}: {why}")]
     InvalidConfig {
         agent: String,

@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use ferrolb_lbnodeagent::decide::holds_every_address;
 use ferrolb_lbnodeagent::metrics::{self, Metrics};
-use ferrolb_lbnodeagent::run::{RunConfig, run};
+use ferrolb_lbnodeagent::run::{GossipTuning, Holder, RunConfig, run};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -34,12 +34,23 @@ struct Flags {
     /// Log lines as text or as JSON.
     #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Namespace of the per-node Leases.
+    /// Namespace of the per-node Leases and of the gossip Secret `ferrolb-gossip`.
     #[arg(long, env = "FERROLB_NAMESPACE", default_value = ferrolb_api::contracts::INSTALL_NAMESPACE)]
     namespace: String,
     /// Serve only the Services of this namespace (tests: one set of agents per tenant).
     #[arg(long, env = "FERROLB_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
+    /// Gossip failure detector: phi above which a silent node is declared dead (lower: faster
+    /// takeover, more false alarms on a lossy LAN).
+    #[arg(long, env = "FERROLB_GOSSIP_PHI_THRESHOLD", default_value_t = GossipTuning::default().phi_threshold)]
+    gossip_phi_threshold: f64,
+    /// Gossip failure detector: heartbeat gaps longer than this are not sampled (e.g. 2s).
+    #[arg(long, env = "FERROLB_GOSSIP_MAX_INTERVAL", value_parser = duration, default_value = "2s")]
+    gossip_max_interval: Duration,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    ferrolb_api::duration::parse(text).map_err(|e| e.to_string())
 }
 
 #[tokio::main]
@@ -72,8 +83,11 @@ async fn main() -> anyhow::Result<()> {
         node: flags.node_name,
         namespace: flags.namespace,
         services_in: flags.watch_namespace,
-        // Until the election lands: every local address whose subnet this node has.
-        holder: Arc::new(holds_every_address),
+        holder: Holder::Elected(GossipTuning {
+            phi_threshold: flags.gossip_phi_threshold,
+            max_interval: flags.gossip_max_interval,
+            ..GossipTuning::default()
+        }),
         metrics,
     };
     run(client, cfg).await?;

@@ -18,6 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::decide::{AddressKind, Desired};
+use crate::gossip::auth::AuthCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AddressLabels {
@@ -51,6 +52,8 @@ pub struct Metrics {
     netlink_errors: Counter,
     gratuitous: Family<FamilyLabels, Counter>,
     reconcile: Histogram,
+    gossip: AuthCounters,
+    live_peers: Gauge,
     ready: AtomicBool,
 }
 
@@ -71,6 +74,8 @@ impl Metrics {
             netlink_errors: Counter::default(),
             gratuitous: Family::default(),
             reconcile: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            gossip: AuthCounters::default(),
+            live_peers: Gauge::default(),
             ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
@@ -108,6 +113,22 @@ impl Metrics {
             "agent_reconcile_duration_seconds",
             "Time of one reconcile: kernel dump, decide, diff and apply",
             m.reconcile.clone(),
+        );
+        registry.register(
+            "agent_gossip_rejected",
+            "Gossip datagrams dropped: no valid HMAC under the current or previous key, not \
+             chitchat, or too large once signed",
+            m.gossip.rejected.clone(),
+        );
+        registry.register(
+            "agent_gossip_accepted",
+            "Gossip datagrams with a valid HMAC",
+            m.gossip.accepted.clone(),
+        );
+        registry.register(
+            "agent_gossip_live_peers",
+            "Other nodes alive in this agent's gossip view",
+            m.live_peers.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -163,6 +184,15 @@ impl Metrics {
                 family: family_label(address),
             })
             .inc();
+    }
+
+    /// The counters the authenticated gossip transport updates.
+    pub fn gossip_counters(&self) -> AuthCounters {
+        self.gossip.clone()
+    }
+
+    pub fn live_peers(&self, n: usize) {
+        self.live_peers.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn reconciled(&self, seconds: f64) {
@@ -234,6 +264,8 @@ mod tests {
         m.removed();
         m.gratuitous_sent("2001:db8::1".parse().expect("ip"));
         m.reconciled(0.002);
+        m.gossip_counters().rejected.inc();
+        m.live_peers(2);
         let text = m.render();
         for want in [
             "ferrolb_agent_address_adds_total{kind=\"local\",family=\"ipv4\"} 1",
@@ -241,6 +273,9 @@ mod tests {
             "ferrolb_agent_gratuitous_packets_sent_total{family=\"ipv6\"} 1",
             "ferrolb_agent_reconcile_duration_seconds_count 1",
             "ferrolb_agent_netlink_errors_total 0",
+            "ferrolb_agent_gossip_rejected_total 1",
+            "ferrolb_agent_gossip_accepted_total 0",
+            "ferrolb_agent_gossip_live_peers 2",
         ] {
             assert!(text.contains(want), "{want} missing:\n{text}");
         }

@@ -48,6 +48,9 @@ pub struct AgentConfig {
     pub gratuitous: Gratuitous,
     /// Graceful stop: how long virtual addresses stay after SIGTERM.
     pub drain: Duration,
+    /// A starting (or rejoining) agent claims nothing for this long unless it has heard from
+    /// every node with a fresh per-node Lease first.
+    pub gossip_settle: Duration,
 }
 
 /// Gratuitous ARP / unsolicited NA after this node adds a local address.

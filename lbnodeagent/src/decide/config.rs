@@ -103,5 +103,6 @@ fn from_spec(name: &str, spec: &LBNodeAgentSpec, selects_node: bool) -> Result<A
         local_address_lifetime,
         gratuitous,
         drain: parse("spec.drain", &spec.drain)?,
+        gossip_settle: parse("spec.gossipSettle", &spec.gossip_settle)?,
     })
 }

@@ -102,15 +102,20 @@ impl Desired {
     }
 }
 
-/// The holder rule the binary uses until the election lands: this node holds every local
-/// address whose subnet it has.
-pub fn holds_every_address(_: &IpAddr) -> bool {
+/// Says whether this node holds a local address it is a candidate for. The second argument is
+/// `Some(nodes with a ready endpoint)` for a Service with `externalTrafficPolicy: Local`, whose
+/// candidates are those nodes only.
+pub type Holds<'a> = dyn Fn(&IpAddr, Option<&BTreeSet<String>>) -> bool + 'a;
+
+/// The holder rule without an election: this node holds every local address whose subnet it
+/// has (tests of one node).
+pub fn holds_every_address(_: &IpAddr, _: Option<&BTreeSet<String>>) -> bool {
     true
 }
 
 /// The addresses this node should carry. `holds` says whether this node is the holder of a
 /// local address among the candidates (it is asked only when this node is a candidate).
-pub fn desired(snapshot: &Snapshot, holds: &dyn Fn(&IpAddr) -> bool) -> Desired {
+pub fn desired(snapshot: &Snapshot, holds: &Holds<'_>) -> Desired {
     let v4 = local_interface(&snapshot.kernel, &snapshot.config, Family::V4);
     let v6 = local_interface(&snapshot.kernel, &snapshot.config, Family::V6);
     let locals: Vec<&Interface> = [v4, v6].into_iter().flatten().collect();
@@ -165,7 +170,7 @@ pub fn desired(snapshot: &Snapshot, holds: &dyn Fn(&IpAddr) -> bool) -> Desired 
 
 struct Context<'s> {
     snapshot: &'s Snapshot,
-    holds: &'s dyn Fn(&IpAddr) -> bool,
+    holds: &'s Holds<'s>,
     v4: Option<&'s Interface>,
     v6: Option<&'s Interface>,
     eligible: Option<IneligibleReason>,
@@ -221,7 +226,10 @@ impl Context<'_> {
         if !self.has_ready_endpoint(service) {
             return Err(SkipReason::NoReadyLocalEndpoint);
         }
-        if !(self.holds)(&address) {
+        let endpoint_nodes = service
+            .local_traffic_policy
+            .then_some(&service.ready_endpoint_nodes);
+        if !(self.holds)(&address, endpoint_nodes) {
             return Err(SkipReason::NotHolder);
         }
         let lifetime = Lifetime::Seconds(self.snapshot.config.local_address_lifetime);

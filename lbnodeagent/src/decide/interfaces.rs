@@ -92,3 +92,34 @@ pub(crate) fn carries_subnet(interface: &Interface, subnet: IpNetwork) -> bool {
         .iter()
         .any(|a| offers(a, Family::of(subnet.ip())) && subnet.contains(a.address))
 }
+
+/// Both local interfaces (v4, v6), each at most once.
+fn local_interfaces<'k>(kernel: &'k KernelFacts, config: &AgentConfig) -> Vec<&'k Interface> {
+    let v4 = local_interface(kernel, config, Family::V4);
+    let v6 = local_interface(kernel, config, Family::V6);
+    let mut out: Vec<&Interface> = v4.into_iter().collect();
+    out.extend(v6.filter(|i| v4.is_none_or(|v| v.index != i.index)));
+    out
+}
+
+/// The subnets this node offers: those of its own addresses on its local interfaces.
+pub fn node_subnets(kernel: &KernelFacts, config: &AgentConfig) -> BTreeSet<IpNetwork> {
+    let v4 = local_interface(kernel, config, Family::V4);
+    let v6 = local_interface(kernel, config, Family::V6);
+    v4.map(|i| offered_subnets(i, Family::V4))
+        .into_iter()
+        .chain(v6.map(|i| offered_subnets(i, Family::V6)))
+        .flatten()
+        .collect()
+}
+
+/// The addresses this agent added (IFA_PROTO [`IFA_PROTO_FERROLB`]) that are on a local
+/// interface now: the local addresses it holds in the kernel's eyes.
+pub fn owned_local_addresses(kernel: &KernelFacts, config: &AgentConfig) -> BTreeSet<IpAddr> {
+    local_interfaces(kernel, config)
+        .into_iter()
+        .flat_map(|i| &i.addresses)
+        .filter(|a| a.proto == IFA_PROTO_FERROLB)
+        .map(|a| a.address)
+        .collect()
+}

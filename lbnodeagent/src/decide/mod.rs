@@ -15,12 +15,12 @@ mod tests;
 
 pub use config::agent_config;
 pub use desired::{
-    AddressKind, Desired, DesiredAddress, SkipReason, Skipped, desired, holds_every_address,
+    AddressKind, Desired, DesiredAddress, Holds, SkipReason, Skipped, desired, holds_every_address,
 };
 pub use diff::{Change, Observed, OwnedAddress, blocked, diff, renewal_due, renewal_period};
 pub use eligibility::{local_eligibility, virtual_eligibility};
-pub use interfaces::{local_interface, offered_subnets};
-pub use published::{lease_annotations, mac_text};
+pub use interfaces::{local_interface, node_subnets, offered_subnets, owned_local_addresses};
+pub use published::{gossip_addr, gossip_published, lease_annotations, mac_text};
 
 /// `IFA_F_NODAD`: IPv6 addresses are usable at once; the election, not DAD, prevents duplicates.
 pub const IFA_F_NODAD: u32 = 0x02;

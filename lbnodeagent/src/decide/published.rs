@@ -1,4 +1,5 @@
-//! What this node publishes on its per-node Lease, from the desired state and the kernel.
+//! What this node publishes on its per-node Lease and on gossip, from the desired state and
+//! the kernel.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -8,7 +9,8 @@ use ferrolb_api::pool::Family;
 
 use super::desired::Desired;
 use super::interfaces::own_addresses;
-use crate::snapshot::KernelFacts;
+use crate::gossip::view::Published;
+use crate::snapshot::{Interface, KernelFacts};
 
 /// The Lease annotations: `holding` lists the local addresses the node really carries (the
 /// caller leaves out those it failed to add), at most [`HOLDING_LIMIT`] of them.
@@ -21,20 +23,8 @@ pub fn lease_annotations(
     let mut put = |key: &str, value: String| {
         out.insert(key.to_string(), value);
     };
-    let local = |name: &Option<String>| {
-        name.as_ref()
-            .and_then(|n| kernel.interfaces.iter().find(|i| &i.name == n))
-    };
-    let v4 = local(&desired.local_interface_v4);
-    let v6 = local(&desired.local_interface_v6);
-    let gossip_addr = v4
-        .and_then(|i| own_addresses(i, Family::V4).into_iter().next())
-        .or_else(|| v6.and_then(|i| own_addresses(i, Family::V6).into_iter().next()));
-    if let Some(address) = gossip_addr {
-        put(
-            lease::GOSSIP_ADDR,
-            SocketAddr::new(address, gossip::PORT).to_string(),
-        );
+    if let Some(address) = gossip_addr(desired, kernel) {
+        put(lease::GOSSIP_ADDR, address.to_string());
     }
     if let Some(name) = &desired.local_interface_v4 {
         put(lease::INTERFACE_V4, name.clone());
@@ -43,12 +33,11 @@ pub fn lease_annotations(
         put(lease::INTERFACE_V6, name.clone());
     }
     put(lease::SUBNETS, join(desired.subnets.iter()));
-    let macs: BTreeSet<String> = [v4, v6]
-        .into_iter()
-        .flatten()
-        .filter_map(|i| Some(format!("{}={}", i.name, mac_text(i.mac.as_deref()?))))
-        .collect();
-    put(lease::MAC, join(macs.iter()));
+    let macs = local_macs(desired, kernel);
+    put(
+        lease::MAC,
+        join(macs.iter().map(|(name, mac)| format!("{name}={mac}"))),
+    );
     put(lease::ELIGIBLE, eligible_value(desired.eligible));
     put(lease::HOLDING, join(holding.iter().take(HOLDING_LIMIT)));
     if holding.len() > HOLDING_LIMIT {
@@ -56,6 +45,54 @@ pub fn lease_annotations(
     }
     put(lease::VIRTUAL_COUNT, desired.virtual_count().to_string());
     out
+}
+
+/// What this node publishes on gossip: the same facts as its Lease, `h/` keys for `holding`.
+pub fn gossip_published(
+    desired: &Desired,
+    kernel: &KernelFacts,
+    holding: &BTreeSet<IpAddr>,
+) -> Published {
+    Published {
+        ineligible: desired.eligible,
+        subnets: desired.subnets.clone(),
+        macs: local_macs(desired, kernel),
+        holding: holding.clone(),
+    }
+}
+
+/// Where this node gossips: the local interface's own IPv4 address, else its IPv6 address, and
+/// the gossip port (the Lease's `gossip-addr`).
+pub fn gossip_addr(desired: &Desired, kernel: &KernelFacts) -> Option<SocketAddr> {
+    let (v4, v6) = local_interfaces(desired, kernel);
+    let address = v4
+        .and_then(|i| own_addresses(i, Family::V4).into_iter().next())
+        .or_else(|| v6.and_then(|i| own_addresses(i, Family::V6).into_iter().next()))?;
+    Some(SocketAddr::new(address, gossip::PORT))
+}
+
+fn local_interfaces<'k>(
+    desired: &Desired,
+    kernel: &'k KernelFacts,
+) -> (Option<&'k Interface>, Option<&'k Interface>) {
+    let local = |name: &Option<String>| {
+        name.as_ref()
+            .and_then(|n| kernel.interfaces.iter().find(|i| &i.name == n))
+    };
+    (
+        local(&desired.local_interface_v4),
+        local(&desired.local_interface_v6),
+    )
+}
+
+/// The MAC of each local interface, by name.
+fn local_macs(desired: &Desired, kernel: &KernelFacts) -> BTreeMap<String, String> {
+    let (v4, v6) = local_interfaces(desired, kernel);
+    [v4, v6]
+        .into_iter()
+        .flatten()
+        .filter_map(|i| Some((i.name.clone(), mac_text(i.mac.as_deref()?))))
+        .collect()
 }
 
 fn join<T: ToString>(items: impl Iterator<Item = T>) -> String {

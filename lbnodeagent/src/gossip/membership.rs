@@ -26,6 +26,8 @@ pub struct Settings {
     /// Failure detector: phi above which a silent node is dead. With 50 ms gossip, 5 marks a
     /// crashed node dead in roughly half a second.
     pub phi_threshold: f64,
+    /// Failure detector: heartbeat intervals longer than this are not sampled.
+    pub max_interval: Duration,
 }
 
 impl Settings {
@@ -36,6 +38,7 @@ impl Settings {
             seeds,
             interval: gossip::INTERVAL,
             phi_threshold: 5.0,
+            max_interval: Duration::from_secs(2),
         }
     }
 }
@@ -66,7 +69,7 @@ impl Membership {
             failure_detector_config: FailureDetectorConfig {
                 phi_threshold: settings.phi_threshold,
                 initial_interval: settings.interval,
-                max_interval: Duration::from_secs(2),
+                max_interval: settings.max_interval,
                 dead_node_grace_period: Duration::from_secs(3600),
                 ..Default::default()
             },

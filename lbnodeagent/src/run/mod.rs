@@ -1,11 +1,12 @@
 //! The agent's loop: reflectors and kernel notifications wake it, a renewal tick keeps local
 //! addresses alive, and SIGTERM walks it through the graceful stop.
 
+mod election;
+mod keys;
 mod round;
 mod stores;
 
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ferrolb_api::contracts::IneligibleReason;
@@ -15,19 +16,17 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{info, warn};
 
+pub use election::{GossipTuning, Holder};
 pub use round::Held;
 pub use stores::Stores;
 
+use self::election::Election;
 use crate::apply::{LeasePublisher, NodeEvents};
 use crate::decide::{agent_config, renewal_period};
 use crate::metrics::Metrics;
 use crate::netlink::{Netlink, PROTO_PROBE_ADDRESS};
 use crate::snapshot::{AgentConfig, Lifecycle};
 use crate::{Error, Result};
-
-/// Says whether this node holds a local address it is a candidate for (the election plugs in
-/// here).
-pub type Holder = Arc<dyn Fn(&IpAddr) -> bool + Send + Sync>;
 
 /// What `run` needs besides the client.
 pub struct RunConfig {
@@ -36,6 +35,7 @@ pub struct RunConfig {
     pub namespace: String,
     /// Only the Services (and EndpointSlices) of this namespace; all when `None`.
     pub services_in: Option<String>,
+    /// How the holder of a local address is found; the binary always elects.
     pub holder: Holder,
     pub metrics: Arc<Metrics>,
 }
@@ -45,7 +45,6 @@ pub(crate) struct Context {
     node: String,
     netlink: Netlink,
     stores: Stores,
-    holder: Holder,
     metrics: Arc<Metrics>,
     events: NodeEvents,
     lease: LeasePublisher,
@@ -65,6 +64,15 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
     let io = |what| move |source| Error::Io { what, source };
     let mut terminate = signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?;
+    let keys = match &cfg.holder {
+        Holder::Elected(_) => Some(Arc::new(RwLock::new(
+            keys::load(&client, &cfg.namespace).await?,
+        ))),
+        Holder::Always => None,
+    };
+    let key_watch = keys
+        .clone()
+        .map(|k| keys::keep_current(&client, &cfg.namespace, k));
     let wake = Arc::new(Notify::new());
     let (netlink, mut changes) = Netlink::connect_watching()?;
     let kernel_wake = wake.clone();
@@ -96,10 +104,10 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
         node: cfg.node,
         netlink,
         stores,
-        holder: cfg.holder,
         metrics: cfg.metrics,
         held: Held::default(),
     };
+    let mut election = Election::new(&ctx.node, cfg.holder, keys, &ctx.metrics, wake.clone());
     let cluster = ctx.stores.cluster(&ctx.node);
     let config = agent_config(&cluster.agents, &cluster.node)?;
     check_kernel(&ctx.netlink, &config).await?;
@@ -114,7 +122,7 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
     let mut backoff = BACKOFF_MIN;
     let mut stopping_published = false;
     loop {
-        let next = match round::reconcile(&ctx, lifecycle, config.as_ref()).await {
+        let next = match round::reconcile(&ctx, &mut election, lifecycle, config.as_ref()).await {
             Ok(round) if !round.failed => {
                 backoff = BACKOFF_MIN;
                 ctx.metrics.set_ready();
@@ -161,8 +169,12 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
             drain_until = Some(Instant::now() + drain);
         }
     }
+    election.leave().await;
     let flushed = ctx.lease.flushed(LEASE_FLUSH).await;
     kernel_watch.abort();
+    if let Some(task) = key_watch {
+        task.abort();
+    }
     info!(
         lease_flushed = flushed,
         "stopped: virtual addresses and the virtual interface removed"

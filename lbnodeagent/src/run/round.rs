@@ -9,9 +9,11 @@ use std::time::Instant;
 use tracing::{debug, warn};
 
 use super::Context;
+use super::election::Election;
 use crate::apply::{Applied, Outcome, apply};
 use crate::decide::{
-    AddressKind, Change, Observed, agent_config, blocked, desired, diff, lease_annotations,
+    AddressKind, Change, Observed, agent_config, blocked, desired, diff, gossip_addr,
+    gossip_published, lease_annotations, node_subnets, owned_local_addresses,
 };
 use crate::observe::{groups, kernel_facts};
 use crate::snapshot::{AgentConfig, Lifecycle, Snapshot};
@@ -32,6 +34,7 @@ pub struct Round {
 /// stays in force); with none yet, the round fails.
 pub async fn reconcile(
     ctx: &Context,
+    election: &mut Election,
     lifecycle: Lifecycle,
     last_config: Option<&AgentConfig>,
 ) -> Result<Round> {
@@ -58,7 +61,21 @@ pub async fn reconcile(
         kernel,
         lifecycle,
     };
-    let want = desired(&snapshot, &*ctx.holder);
+    let leases = ctx.stores.leases.state();
+    let on_kernel = owned_local_addresses(&snapshot.kernel, &snapshot.config);
+    let decider = election
+        .decider(
+            &node_subnets(&snapshot.kernel, &snapshot.config),
+            &on_kernel,
+            &leases,
+            snapshot.config.gossip_settle,
+            &ctx.metrics,
+        )
+        .await;
+    let holds = |a: &IpAddr, endpoint_nodes: Option<&BTreeSet<String>>| {
+        decider.holds(*a, endpoint_nodes, &on_kernel)
+    };
+    let want = desired(&snapshot, &holds);
     let observed = Observed::from_kernel(&snapshot.kernel);
     let changes = diff(&want, &observed);
     for skip in &want.skipped {
@@ -95,6 +112,15 @@ pub async fn reconcile(
         account(ctx, applied, &snapshot.config);
     }
     let holding = held.iter().map(|(_, a)| *a).collect();
+    // Break before make: what this round removed leaves the gossip view only now, after the
+    // kernel let go of it.
+    election
+        .publish(
+            gossip_addr(&want, &snapshot.kernel),
+            &gossip_published(&want, &snapshot.kernel, &holding),
+            &leases,
+        )
+        .await;
     ctx.lease
         .publish(lease_annotations(&want, &snapshot.kernel, &holding));
     ctx.metrics.held(&want);

@@ -256,6 +256,7 @@ pub async fn reconcile(
             local_address_lifetime: lifetime,
             gratuitous: Default::default(),
             drain: std::time::Duration::from_secs(5),
+            gossip_settle: std::time::Duration::from_secs(2),
         },
         groups: groups(),
         services,

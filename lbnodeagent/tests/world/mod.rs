@@ -1,7 +1,9 @@
-//! A test world for the real `ferrolb-agent` binary: the shared API server, a two-node LAN with
-//! a ToR and a client (e2e's topology), Nodes, an LBNodeAgent, a local and a virtual
-//! ServiceGroup named after the test's namespace, and Services whose status the test writes
-//! itself (the allocator is not part of these tests).
+//! A test world for the real `ferrolb-agent` binary: the shared API server, a LAN of two (or
+//! more) nodes with a ToR and a client (e2e's topology), Nodes, an LBNodeAgent, a local and a
+//! virtual ServiceGroup named after the test's namespace, the gossip Secret, and Services whose
+//! status the test writes itself (the allocator is not part of these tests). The agents keep
+//! their per-node Leases and read the gossip Secret in the test's namespace, so that tests
+//! running side by side never see each other's nodes.
 
 #![allow(dead_code)]
 
@@ -11,14 +13,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferrolb_api::annotations::ALLOCATED_FROM;
-use ferrolb_api::contracts::{INSTALL_NAMESPACE, node_lease_name};
+use ferrolb_api::contracts::{gossip, node_lease_name};
 use ferrolb_api::servicegroup::{LocalSpec, Pool, VirtualSpec};
 use ferrolb_api::{LBNodeAgent, LBNodeAgentSpec, ServiceGroup, ServiceGroupSpec};
 use ferrolb_e2e::controlplane::{ControlPlane, TestNamespace};
 use ferrolb_e2e::kubelet;
 use ferrolb_e2e::topology::{Process, Topology};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
@@ -43,6 +45,16 @@ impl World {
     /// `None` when the test should be skipped (no control plane or not root, outside CI).
     /// `spec` tunes the LBNodeAgent that selects this world's nodes.
     pub async fn new(tag: &str, test: &str, spec: LBNodeAgentSpec) -> Option<World> {
+        Self::with_nodes(tag, test, spec, 2).await
+    }
+
+    /// As [`World::new`], with `nodes` nodes.
+    pub async fn with_nodes(
+        tag: &str,
+        test: &str,
+        spec: LBNodeAgentSpec,
+        nodes: usize,
+    ) -> Option<World> {
         if !ferrolb_e2e::env::require_root() {
             return None;
         }
@@ -50,7 +62,7 @@ impl World {
         let ns = cp.namespace(test).await.expect("a test namespace");
         let client = ns.client();
         let topo = Topology::builder(tag)
-            .nodes(2)
+            .nodes(nodes)
             .client(true)
             .management(true)
             .build()
@@ -74,6 +86,7 @@ impl World {
         };
         world.agent_settings(spec).await;
         world.groups().await;
+        world.gossip_secret().await;
         Some(world)
     }
 
@@ -144,6 +157,24 @@ impl World {
         }
     }
 
+    /// The Secret `ferrolb-gossip` with a random key, in the test's namespace.
+    async fn gossip_secret(&self) {
+        let mut key = [0u8; gossip::KEY_BYTES];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
+            &mut key,
+        )
+        .expect("random bytes");
+        let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let mut secret = Secret::default();
+        secret.metadata.name = Some(gossip::SECRET.to_string());
+        secret.string_data = Some([(gossip::SECRET_KEY.to_string(), key)].into());
+        Api::<Secret>::namespaced(self.client.clone(), self.name())
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create the gossip Secret");
+    }
+
     /// Starts (or restarts) the agent of node `i`.
     pub fn start_agent(&mut self, i: usize) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrolb-agent"));
@@ -152,6 +183,7 @@ impl World {
             .arg("--kubeconfig")
             .arg(self.cp.management_kubeconfig())
             .args(["--watch-namespace", self.ns.name()])
+            .args(["--namespace", self.ns.name()])
             .env(
                 "RUST_LOG",
                 std::env::var("FERROLB_TEST_AGENT_LOG")
@@ -243,7 +275,7 @@ impl World {
     }
 
     pub async fn lease(&self, i: usize) -> Option<Lease> {
-        Api::<Lease>::namespaced(self.client.clone(), INSTALL_NAMESPACE)
+        Api::<Lease>::namespaced(self.client.clone(), self.name())
             .get_opt(&node_lease_name(&self.nodes[i]))
             .await
             .expect("read the Lease")

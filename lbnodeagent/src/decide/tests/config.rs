@@ -161,7 +161,11 @@ fn parses_settings_and_refuses_bad_ones() {
     assert_eq!(defaults.local_address_lifetime, 5);
     assert_eq!(defaults.gratuitous, Gratuitous::default());
     assert_eq!(defaults.drain, Duration::from_secs(5));
-    let mut tuned = LBNodeAgentSpec::default();
+    assert_eq!(defaults.gossip_settle, Duration::from_secs(2));
+    let mut tuned = LBNodeAgentSpec {
+        gossip_settle: "1s500ms".into(),
+        ..Default::default()
+    };
     tuned.gratuitous.interval = "1s200ms".into();
     tuned.gratuitous.initial_delay = "50ms".into();
     tuned.drain = "1m".into();
@@ -170,12 +174,14 @@ fn parses_settings_and_refuses_bad_ones() {
         (
             tuned.gratuitous.interval,
             tuned.gratuitous.initial_delay,
-            tuned.drain
+            tuned.drain,
+            tuned.gossip_settle
         ),
         (
             Duration::from_millis(1200),
             Duration::from_millis(50),
-            Duration::from_secs(60)
+            Duration::from_secs(60),
+            Duration::from_millis(1500)
         )
     );
 
@@ -184,6 +190,7 @@ fn parses_settings_and_refuses_bad_ones() {
         ("lifetime", "1500ms"),
         ("interface", "("),
         ("drain", "soon"),
+        ("settle", "soon"),
     ] {
         spec.local_address_lifetime = if field == "lifetime" {
             bad.into()
@@ -199,6 +206,11 @@ fn parses_settings_and_refuses_bad_ones() {
             bad.into()
         } else {
             "5s".into()
+        };
+        spec.gossip_settle = if field == "settle" {
+            bad.into()
+        } else {
+            "2s".into()
         };
         let err = agent_config(&[LBNodeAgent::new("default", spec.clone())], &node(&[]));
         assert!(err.is_err(), "{field} {bad:?} must be refused");

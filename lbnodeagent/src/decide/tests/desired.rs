@@ -1,5 +1,6 @@
 //! `desired`: where each address goes, and why it does not.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ferrolb_api::contracts::{EXCLUDE_LABEL, IneligibleReason as R};
@@ -13,14 +14,14 @@ use crate::snapshot::{Lifecycle, Lifetime, LocalInterface, OperState, Snapshot};
 struct Case {
     name: &'static str,
     setup: fn(&mut Snapshot),
-    holds: fn(&IpAddr) -> bool,
+    holds: fn(&IpAddr, Option<&BTreeSet<String>>) -> bool,
     want: &'static [&'static str],
     /// Debug text of each skip reason, in Service order.
     skipped: &'static [&'static str],
     eligible: Option<R>,
 }
 
-const ALL: fn(&IpAddr) -> bool = holds_every_address;
+const ALL: fn(&IpAddr, Option<&BTreeSet<String>>) -> bool = holds_every_address;
 
 fn lan(s: &mut Snapshot) {
     s.services = vec![svc("web", "lan", &["192.0.2.100", "2001:db8:1::10"])];
@@ -314,8 +315,21 @@ fn places_each_address_by_the_rules() {
                     svc("b", "lan", &["192.0.2.100", "192.0.2.101"]),
                 ]
             },
-            holds: |a| *a == "192.0.2.101".parse::<IpAddr>().expect("ip"),
+            holds: |a, _| *a == "192.0.2.101".parse::<IpAddr>().expect("ip"),
             want: &["eth0 192.0.2.101/24", "kube-lb0 203.0.113.1/28"],
+            skipped: &["NotHolder"],
+            eligible: None,
+        },
+        Case {
+            name: "the holder is asked with the endpoint nodes under the Local policy only",
+            setup: |s| {
+                s.services = vec![
+                    svc("a", "lan", &["192.0.2.100"]).local_policy(&["n1", "n2"]),
+                    svc("b", "lan", &["192.0.2.101"]),
+                ]
+            },
+            holds: |_, endpoints| endpoints.is_some_and(|n| n.len() == 2 && n.contains("n2")),
+            want: &["eth0 192.0.2.100/24"],
             skipped: &["NotHolder"],
             eligible: None,
         },

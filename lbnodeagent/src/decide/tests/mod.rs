@@ -110,6 +110,7 @@ pub(super) fn config() -> AgentConfig {
         local_address_lifetime: 5,
         gratuitous: Default::default(),
         drain: std::time::Duration::from_secs(5),
+        gossip_settle: std::time::Duration::from_secs(2),
     }
 }
 

@@ -1,0 +1,323 @@
+//! The election in the running agent: gossip on the node's LAN address, the view each round
+//! decides with, and what this node publishes back after the round.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use ferrolb_api::contracts::lease;
+use ipnetwork::IpNetwork;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::gossip::auth::{AuthCounters, GossipKeys};
+use crate::gossip::membership::{Membership, Settings};
+use crate::gossip::view::{Peer, Published, View, settled};
+use crate::metrics::Metrics;
+
+/// Gossip tuning (the failure detector); the defaults are [`Settings::new`]'s.
+#[derive(Clone, Debug)]
+pub struct GossipTuning {
+    pub interval: Duration,
+    pub phi_threshold: f64,
+    pub max_interval: Duration,
+}
+
+impl Default for GossipTuning {
+    fn default() -> Self {
+        let s = Settings::new("", SocketAddr::from(([0, 0, 0, 0], 0)), Vec::new());
+        Self {
+            interval: s.interval,
+            phi_threshold: s.phi_threshold,
+            max_interval: s.max_interval,
+        }
+    }
+}
+
+/// Who holds a local address this node is a candidate for.
+#[derive(Clone, Debug)]
+pub enum Holder {
+    /// This node, always: no gossip (tests of a single node without the Secret).
+    Always,
+    /// The holder elected over gossip (Contracts: election hash, break before make).
+    Elected(GossipTuning),
+}
+
+/// Rounds of gossip a stopping agent keeps talking after it said `stopping`.
+const LEAVE_ROUNDS: u32 = 5;
+
+/// The election's state across rounds.
+pub(crate) struct Election {
+    node: String,
+    tuning: Option<GossipTuning>,
+    keys: Option<Arc<RwLock<GossipKeys>>>,
+    counters: AuthCounters,
+    wake: Arc<Notify>,
+    member: Option<Member>,
+    /// This node was eligible after the last round.
+    was_eligible: bool,
+    /// When it last became eligible: a node that rejoins (carrier back, label removed, ...)
+    /// settles again before it claims anything.
+    eligible_since: Option<Instant>,
+    /// It became eligible while gossip was already running (a rejoin): then only
+    /// `gossipSettle` settles its view. Hearing from every node does not: measured after a
+    /// cut of a few hundred ms, chitchat had the peers live again (their heartbeats come
+    /// through the others' digests) while their keys were still the ones from before the cut.
+    rejoined: bool,
+    /// The last round's view had settled (to log the changes).
+    was_settled: bool,
+}
+
+struct Member {
+    membership: Membership,
+    listen: SocketAddr,
+    started: Instant,
+    contacted: BTreeSet<SocketAddr>,
+    _watch: AbortOnDrop,
+}
+
+/// The task that wakes the loop on gossip changes ends with its membership.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a round decides with.
+pub(crate) enum Decider {
+    Always,
+    /// `None` before gossip runs: claim nothing.
+    Elected(Option<View>),
+}
+
+impl Decider {
+    /// This node should have `addr` now. `on_kernel`: the local addresses it has now.
+    pub fn holds(
+        &self,
+        addr: IpAddr,
+        endpoint_nodes: Option<&BTreeSet<String>>,
+        on_kernel: &BTreeSet<IpAddr>,
+    ) -> bool {
+        match self {
+            Decider::Always => true,
+            Decider::Elected(view) => view
+                .as_ref()
+                .is_some_and(|v| v.should_hold(addr, endpoint_nodes, on_kernel.contains(&addr))),
+        }
+    }
+}
+
+impl Election {
+    /// `keys` must be there for [`Holder::Elected`].
+    pub fn new(
+        node: &str,
+        holder: Holder,
+        keys: Option<Arc<RwLock<GossipKeys>>>,
+        metrics: &Metrics,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            node: node.to_string(),
+            tuning: match holder {
+                Holder::Always => None,
+                Holder::Elected(t) => Some(t),
+            },
+            keys,
+            counters: metrics.gossip_counters(),
+            wake,
+            member: None,
+            was_eligible: false,
+            eligible_since: None,
+            rejoined: false,
+            was_settled: false,
+        }
+    }
+
+    /// The view for this round. `subnets` and `on_kernel`: this node's own facts now (fresher
+    /// than what it last gossiped); it is asked only while eligible.
+    pub async fn decider(
+        &mut self,
+        subnets: &BTreeSet<IpNetwork>,
+        on_kernel: &BTreeSet<IpAddr>,
+        leases: &[Arc<Lease>],
+        settle: Duration,
+        metrics: &Metrics,
+    ) -> Decider {
+        if self.tuning.is_none() {
+            return Decider::Always;
+        }
+        let Some(member) = &self.member else {
+            return Decider::Elected(None);
+        };
+        let mut peers: Vec<Peer> = member
+            .membership
+            .peers()
+            .await
+            .into_iter()
+            .filter(|p| p.name != self.node)
+            .collect();
+        metrics.live_peers(peers.iter().filter(|p| p.alive).count());
+        if !self.was_eligible {
+            self.rejoined = true;
+        }
+        let heard_from: BTreeSet<String> = peers
+            .iter()
+            .filter(|p| p.alive && !self.rejoined)
+            .map(|p| p.name.clone())
+            .chain([self.node.clone()])
+            .collect();
+        let fresh: BTreeSet<String> = fresh_leases(leases, Timestamp::now())
+            .map(|(node, _)| node)
+            .collect();
+        // Not eligible after the last round: this round may be the one it (re)joins in, so the
+        // settle time starts now (only hearing from everyone settles it at once).
+        let since = match self.eligible_since {
+            Some(t) if self.was_eligible => t.max(member.started),
+            _ => Instant::now(),
+        };
+        let settled = settled(since, Instant::now(), settle, &fresh, &heard_from);
+        if settled != self.was_settled {
+            let waiting: Vec<&String> = fresh.difference(&heard_from).collect();
+            let view: Vec<String> = peers
+                .iter()
+                .map(|p| format!("{}:{}:{:?}", p.name, p.alive, p.published.holding))
+                .collect();
+            info!(settled, ?waiting, ?view, "gossip view");
+            self.was_settled = settled;
+        }
+        peers.push(Peer {
+            name: self.node.clone(),
+            alive: true,
+            published: Published {
+                ineligible: None,
+                subnets: subnets.clone(),
+                macs: Default::default(),
+                holding: on_kernel.clone(),
+            },
+        });
+        Decider::Elected(Some(View {
+            me: self.node.clone(),
+            peers,
+            settled,
+        }))
+    }
+
+    /// After a round: gossip runs on `listen` (started, or moved), knows the nodes of the fresh
+    /// Leases, and carries `published`.
+    pub async fn publish(
+        &mut self,
+        listen: Option<SocketAddr>,
+        published: &Published,
+        leases: &[Arc<Lease>],
+    ) {
+        let eligible = published.ineligible.is_none();
+        if eligible && !self.was_eligible {
+            self.eligible_since = Some(Instant::now());
+        }
+        self.was_eligible = eligible;
+        let Some(tuning) = self.tuning.clone() else {
+            return;
+        };
+        let seeds: BTreeSet<SocketAddr> = fresh_leases(leases, Timestamp::now())
+            .filter(|(node, _)| *node != self.node)
+            .filter_map(|(_, addr)| addr)
+            .collect();
+        if let Some(listen) = listen
+            && self.member.as_ref().is_none_or(|m| m.listen != listen)
+        {
+            if let Some(old) = self.member.take() {
+                warn!(from = %old.listen, to = %listen, "the LAN address changed; gossip moves");
+                if let Err(e) = old.membership.leave(1, tuning.interval).await {
+                    warn!(error = %e, "stopping gossip failed");
+                }
+            }
+            self.member = self.start(listen, &tuning, &seeds).await;
+        }
+        let Some(member) = &mut self.member else {
+            return;
+        };
+        let new: Vec<SocketAddr> = seeds.difference(&member.contacted).copied().collect();
+        if !new.is_empty() {
+            member.membership.contact(&new);
+            member.contacted.extend(new);
+        }
+        member.membership.publish(published).await;
+    }
+
+    async fn start(
+        &self,
+        listen: SocketAddr,
+        tuning: &GossipTuning,
+        seeds: &BTreeSet<SocketAddr>,
+    ) -> Option<Member> {
+        let keys = self.keys.clone()?;
+        let mut settings = Settings::new(&self.node, listen, seeds.iter().copied().collect());
+        settings.interval = tuning.interval;
+        settings.phi_threshold = tuning.phi_threshold;
+        settings.max_interval = tuning.max_interval;
+        let membership = match Membership::start(settings, keys, self.counters.clone()).await {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(%listen, error = %e, "cannot start gossip; retrying next round");
+                return None;
+            }
+        };
+        info!(%listen, seeds = seeds.len(), "gossip started");
+        let mut changes = membership.changes().await;
+        let wake = self.wake.clone();
+        let watch = tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                wake.notify_one();
+            }
+        });
+        Some(Member {
+            membership,
+            listen,
+            started: Instant::now(),
+            contacted: seeds.clone(),
+            _watch: AbortOnDrop(watch),
+        })
+    }
+
+    /// The graceful end: say `stopping` with nothing held, gossip a few more rounds, stop.
+    pub async fn leave(&mut self) {
+        let Some(member) = self.member.take() else {
+            return;
+        };
+        let interval = self.tuning.as_ref().map_or(Duration::ZERO, |t| t.interval);
+        info!(rounds = LEAVE_ROUNDS, "leaving gossip");
+        if let Err(e) = member.membership.leave(LEAVE_ROUNDS, interval).await {
+            warn!(error = %e, "stopping gossip failed");
+        }
+    }
+}
+
+/// The nodes whose per-node Lease is fresh (renewTime + duration in the future), with the
+/// gossip address they publish.
+fn fresh_leases(
+    leases: &[Arc<Lease>],
+    now: Timestamp,
+) -> impl Iterator<Item = (String, Option<SocketAddr>)> + '_ {
+    leases.iter().filter_map(move |l| {
+        let spec = l.spec.as_ref()?;
+        let renewed = spec.renew_time.as_ref()?.0;
+        let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds?));
+        if now.duration_since(renewed) >= duration {
+            return None;
+        }
+        let node = spec.holder_identity.clone()?;
+        let addr = l
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(lease::GOSSIP_ADDR))
+            .and_then(|a| a.parse().ok());
+        Some((node, addr))
+    })
+}
