@@ -41,6 +41,7 @@ test: deps fmt-check clippy check-crds
 bench: deps
 	mkdir -p target/bench
 	$(CARGO) bench -p ferrolb-allocator --bench ipam
+	$(CARGO) bench -p ferrolb-allocator --bench controller
 	@echo "figures: target/bench/results.json"; cat target/bench/results.json
 
 ## Long fault-injection runs: figures printed and written to target/soak/results.json.

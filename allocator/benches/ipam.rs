@@ -5,6 +5,7 @@
 //! depend on criterion's internals. The figures are computed only under `cargo bench` (criterion's
 //! test mode, e.g. `cargo test --all-targets`, runs each bench once and writes nothing).
 
+use ferrolb_e2e::rng::XorShift;
 use std::alloc::System;
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -35,22 +36,6 @@ fn pool() -> Pool {
 
 fn empty_ipam() -> Ipam {
     Ipam::new(pool()).expect("valid pool")
-}
-
-/// Deterministic pseudo-random numbers (xorshift64), so runs are comparable.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// `HELD` allocated addresses in a pool, sequentially from its start.

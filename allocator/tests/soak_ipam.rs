@@ -3,23 +3,13 @@
 //! is ever renumbered or handed out twice. `make soak` runs it long (FERROLB_SOAK=1) and writes
 //! its figures; `make test` runs it short.
 
+use ferrolb_e2e::rng::XorShift;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
 use ferrolb_allocator::ipam::{Ipam, Pool};
 use ferrolb_api::pool::{AddrRange, Family};
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn range(s: &str) -> AddrRange {
     AddrRange::parse(s).expect("soak pool")

@@ -7,5 +7,6 @@ pub mod env;
 pub mod kubelet;
 pub mod process;
 pub mod results;
+pub mod rng;
 pub mod topology;
 pub mod world;

@@ -1,0 +1,756 @@
+//! Benchmark of the allocator binary (release build) against a private control plane: a
+//! 1,000-Service burst (time until all have an address, per-Service latency, CPU, peak RSS), a
+//! 10,000-Service burst (sustained allocations per second, next to the API server's plain
+//! create rate) and restart-to-ready with 10,000 allocated. Figures are printed and written to
+//! `target/bench/results.json` under `allocator`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ferrolb_api::annotations as ann;
+use ferrolb_api::contracts::reason;
+use ferrolb_e2e::controlplane::ControlPlane;
+use ferrolb_e2e::process::{Process, tied};
+use ferrolb_e2e::results::{Tier, record};
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+/// Create requests in flight at once.
+const CONCURRENCY: usize = 32;
+/// The whole run gives up after this.
+const BUDGET: Duration = Duration::from_secs(10 * 60);
+/// Kept back from the 10k burst for the restart measurement.
+const RESTART_RESERVE: Duration = Duration::from_secs(90);
+const ETCD: &str = "tmpfs, --unsafe-no-fsync";
+const LABEL: &str = "ferrolb.io/bench";
+const SMALL: usize = 1_000;
+const LARGE: usize = 10_000;
+/// Targets from the design brief.
+const SMALL_TARGET_S: f64 = 5.0;
+const LARGE_TARGET_PER_S: f64 = 300.0;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+/// The allocator binary, SIGKILLed on drop.
+struct Allocator {
+    process: Process,
+    metrics: u16,
+}
+
+impl Allocator {
+    /// Starts the allocator serving one namespace and the groups labelled for the phase.
+    fn start(cp: &ControlPlane, ns: &str, phase: &str) -> anyhow::Result<Allocator> {
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = cp.dir().join(format!("allocator-{phase}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let mut cmd = tied(env!("CARGO_BIN_EXE_ferrolb-allocator"));
+        cmd.arg("--kubeconfig")
+            .arg(cp.kubeconfig())
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(["--leader-elect", "false"])
+            .args(["--watch-namespace", ns])
+            .args(["--group-selector", &format!("{LABEL}={phase}")])
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let process = Process::spawn(&format!("allocator {phase}"), cmd, Some(log))?;
+        Ok(Allocator { process, metrics })
+    }
+
+    fn proc_file(&self, file: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{file}", self.process.id())).unwrap_or_default()
+    }
+
+    /// utime + stime so far, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = self.proc_file("stat");
+        let fields: Vec<&str> = stat
+            .rfind(')')
+            .map(|i| stat[i + 1..].split_whitespace().collect())
+            .unwrap_or_default();
+        // After the command: field 3 (state) is index 0, so utime (14) and stime (15) are 11, 12.
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (tick(11) + tick(12)) / clock_ticks()
+    }
+
+    /// VmHWM: the peak resident set, in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        self.proc_file("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+
+    async fn get(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics)).await else {
+            return String::new();
+        };
+        let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+        let _ = s.write_all(req.as_bytes()).await;
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out
+    }
+
+    async fn ready(&self) -> bool {
+        self.get("/readyz").await.starts_with("HTTP/1.1 200")
+    }
+
+    /// (passes, mean seconds per pass) from the reconcile histogram.
+    async fn passes(&self) -> (u64, f64) {
+        let text = self.get("/metrics").await;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let count = value("ferrolb_reconcile_duration_seconds_count");
+        let sum = value("ferrolb_reconcile_duration_seconds_sum");
+        (count as u64, if count > 0.0 { sum / count } else { 0.0 })
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        self.process.exited()
+    }
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
+}
+
+/// When each Service (by name) was asked for, and first seen with an address, with the
+/// annotation and with its `AddressAllocated` Event.
+#[derive(Default)]
+struct Track {
+    asked: HashMap<String, Instant>,
+    addressed: HashMap<String, (Instant, String)>,
+    annotated: HashMap<String, Instant>,
+    evented: HashMap<String, Instant>,
+}
+
+impl Track {
+    /// When the Service had all three, if it has.
+    fn complete(&self, name: &str) -> Option<Instant> {
+        let a = self.addressed.get(name)?.0;
+        Some(
+            a.max(*self.annotated.get(name)?)
+                .max(*self.evented.get(name)?),
+        )
+    }
+}
+
+/// Watches the namespace's Services and Events into `track` until aborted.
+async fn watch(client: &Client, ns: &str, track: Arc<Mutex<Track>>) -> Vec<JoinHandle<()>> {
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let (tx, mut synced) = tokio::sync::mpsc::channel::<()>(2);
+    let t = track.clone();
+    let tx2 = tx.clone();
+    let svc_task = tokio::spawn(async move {
+        let s = watcher(services, watcher::Config::default()).default_backoff();
+        let mut s = std::pin::pin!(s);
+        while let Some(ev) = s.next().await {
+            let svc = match ev {
+                Ok(watcher::Event::Apply(svc) | watcher::Event::InitApply(svc)) => svc,
+                Ok(watcher::Event::InitDone) => {
+                    let _ = tx.send(()).await;
+                    continue;
+                }
+                _ => continue,
+            };
+            let now = Instant::now();
+            let name = svc.meta().name.clone().unwrap_or_default();
+            let ip = svc.status.as_ref().and_then(|s| {
+                s.load_balancer
+                    .as_ref()?
+                    .ingress
+                    .as_ref()?
+                    .first()?
+                    .ip
+                    .clone()
+            });
+            let by = svc
+                .meta()
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ann::ALLOCATED_BY).cloned());
+            let mut t = lock(&t);
+            if let Some(ip) = ip {
+                t.addressed.entry(name.clone()).or_insert((now, ip));
+            }
+            if by.is_some() {
+                t.annotated.entry(name).or_insert(now);
+            }
+        }
+    });
+    let ev_task = tokio::spawn(async move {
+        let s = watcher(events, watcher::Config::default()).default_backoff();
+        let mut s = std::pin::pin!(s);
+        while let Some(ev) = s.next().await {
+            let e = match ev {
+                Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => e,
+                Ok(watcher::Event::InitDone) => {
+                    let _ = tx2.send(()).await;
+                    continue;
+                }
+                _ => continue,
+            };
+            if e.reason.as_deref() == Some(reason::ADDRESS_ALLOCATED)
+                && let Some(name) = e.regarding.and_then(|r| r.name)
+            {
+                lock(&track)
+                    .evented
+                    .entry(name)
+                    .or_insert_with(Instant::now);
+            }
+        }
+    });
+    for _ in 0..2 {
+        synced.recv().await;
+    }
+    vec![svc_task, ev_task]
+}
+
+fn service(name: &str, group: &str) -> Service {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": name, "annotations": { ann::SERVICE_GROUP: group } },
+        "spec": {
+            "type": "LoadBalancer",
+            "ipFamilies": ["IPv6"], "ipFamilyPolicy": "SingleStack",
+            // 10,000 Services would exhaust the node-port range.
+            "allocateLoadBalancerNodePorts": false,
+            "ports": [ { "port": 80, "protocol": "TCP" } ],
+            "selector": { "app": name },
+        }
+    }))
+    .expect("a valid Service")
+}
+
+/// Creates `n` Services `<prefix>-<i>`, CONCURRENCY in flight; returns when the first request
+/// started and how long all took. Each request's start goes into `track`.
+async fn create(
+    api: &Api<Service>,
+    prefix: &str,
+    n: usize,
+    group: &str,
+    track: &Mutex<Track>,
+) -> anyhow::Result<(Instant, Duration)> {
+    let first = Instant::now();
+    let results: Vec<Result<(), kube::Error>> = stream::iter(0..n)
+        .map(|i| async move {
+            let name = format!("{prefix}-{i}");
+            let svc = service(&name, group);
+            lock(track).asked.insert(name, Instant::now());
+            api.create(&PostParams::default(), &svc).await.map(|_| ())
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let took = first.elapsed();
+    if let Some(e) = results.into_iter().find_map(Result::err) {
+        bail!("creating Services failed: {e}");
+    }
+    Ok((first, took))
+}
+
+async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } }))?;
+    api.create(&PostParams::default(), &ns).await?;
+    Ok(())
+}
+
+/// A virtual group (no agents run here, and a local one would add NoCandidate Events) with an
+/// IPv6 /112: room for every Service of a phase.
+async fn group(client: &Client, phase: &str, pool: &str) -> anyhow::Result<String> {
+    let name = format!("bench-{phase}");
+    let body = json!({
+        "apiVersion": "ferrolb.io/v1", "kind": "ServiceGroup",
+        "metadata": { "name": name, "labels": { LABEL: phase } },
+        "spec": { "virtual": { "v6pools": [ { "subnet": format!("{pool}/64"), "pool": format!("{pool}/112") } ] } },
+    });
+    let api: Api<ferrolb_api::ServiceGroup> = Api::all(client.clone());
+    api.patch(
+        &name,
+        &PatchParams::apply("ferrolb-bench").force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(name)
+}
+
+/// Starts the allocator for a phase and waits until it is ready and has written its group's
+/// status (its first pass is done), so the burst measures allocation, not start-up.
+async fn idle_allocator(
+    cp: &ControlPlane,
+    client: &Client,
+    ns: &str,
+    phase: &str,
+    group: &str,
+) -> anyhow::Result<Allocator> {
+    let mut a = Allocator::start(cp, ns, phase)?;
+    let api: Api<ferrolb_api::ServiceGroup> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(dead) = a.exited() {
+            bail!("{dead}");
+        }
+        let has_status = api
+            .get_opt(group)
+            .await?
+            .is_some_and(|g| g.status.is_some());
+        if has_status && a.ready().await {
+            return Ok(a);
+        }
+        if Instant::now() > deadline {
+            bail!("the allocator for {phase} was not ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls until `done(track)` or the deadline; false when the deadline came first.
+async fn wait(track: &Mutex<Track>, deadline: Instant, done: impl Fn(&Track) -> bool) -> bool {
+    loop {
+        if done(&lock(track)) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Creation → first address, in ms, sorted.
+fn latencies(t: &Track, prefix: &str) -> Vec<f64> {
+    let mut v: Vec<f64> = t
+        .asked
+        .iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .filter_map(|(n, asked)| {
+            Some(t.addressed.get(n)?.0.duration_since(*asked).as_secs_f64() * 1e3)
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+impl Allocator {
+    fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+/// Figures of a burst: how long creating took, when every Service had its address, and when
+/// every Service was complete (status, annotation and Event).
+struct Burst {
+    n: usize,
+    first: Instant,
+    create_s: f64,
+    addressed: usize,
+    last_addressed: Option<Instant>,
+    complete: usize,
+    last_complete: Option<Instant>,
+    distinct_addresses: usize,
+    latencies_ms: Vec<f64>,
+    cpu_s: f64,
+    peak_rss_mib: f64,
+    passes: u64,
+    mean_pass_ms: f64,
+}
+
+impl Burst {
+    fn all_addressed_s(&self) -> Option<f64> {
+        (self.addressed == self.n)
+            .then(|| {
+                self.last_addressed
+                    .map(|l| l.duration_since(self.first).as_secs_f64())
+            })
+            .flatten()
+    }
+
+    fn json(&self) -> Value {
+        let l = &self.latencies_ms;
+        json!({
+            "services": self.n,
+            "create_requests_s": round(self.create_s, 2),
+            "addressed": self.addressed,
+            "complete": self.complete,
+            "distinct_addresses": self.distinct_addresses,
+            "all_addressed_s": self.all_addressed_s().map(|s| round(s, 2)),
+            "latency_ms": { "p50": round(percentile(l, 50.0), 1), "p99": round(percentile(l, 99.0), 1),
+                            "max": round(percentile(l, 100.0), 1) },
+            "allocator_cpu_s": round(self.cpu_s, 2),
+            "allocator_peak_rss_mib": round(self.peak_rss_mib, 1),
+            "allocator_passes": self.passes,
+            "allocator_mean_pass_ms": round(self.mean_pass_ms, 1),
+        })
+    }
+}
+
+/// Creates `n` Services at once in `ns` and waits (until `deadline`) for every one to be
+/// complete; the allocator must be running and idle.
+async fn burst(
+    client: &Client,
+    ns: &str,
+    group: &str,
+    n: usize,
+    allocator: &Allocator,
+    track: &Arc<Mutex<Track>>,
+    deadline: Instant,
+) -> anyhow::Result<Burst> {
+    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    let cpu0 = allocator.cpu_seconds();
+    let (first, took) = create(&api, "s", n, group, track).await?;
+    let complete = |t: &Track| t.asked.keys().filter(|k| t.complete(k).is_some()).count();
+    wait(track, deadline, |t| complete(t) >= n).await;
+    let cpu_s = allocator.cpu_seconds() - cpu0;
+    let (passes, mean_pass) = allocator.passes().await;
+    let t = lock(track);
+    let ours = |k: &&String| k.starts_with("s-");
+    Ok(Burst {
+        n,
+        first,
+        create_s: took.as_secs_f64(),
+        addressed: t.addressed.keys().filter(ours).count(),
+        last_addressed: t
+            .addressed
+            .iter()
+            .filter(|(k, _)| ours(k))
+            .map(|(_, v)| v.0)
+            .max(),
+        complete: complete(&t),
+        last_complete: t.asked.keys().filter_map(|k| t.complete(k)).max(),
+        distinct_addresses: t
+            .addressed
+            .values()
+            .map(|v| &v.1)
+            .collect::<HashSet<_>>()
+            .len(),
+        latencies_ms: latencies(&t, "s-"),
+        cpu_s,
+        peak_rss_mib: allocator.peak_rss_mib(),
+        passes,
+        mean_pass_ms: mean_pass * 1e3,
+    })
+}
+
+/// Services of `ns` with an `AddressAllocated` Event, by a list at the end.
+async fn with_event(client: &Client, ns: &str) -> anyhow::Result<usize> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let list = api.list(&ListParams::default()).await?;
+    let names: HashSet<String> = list
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason::ADDRESS_ALLOCATED))
+        .filter_map(|e| e.regarding?.name)
+        .collect();
+    Ok(names.len())
+}
+
+fn print_burst(title: &str, b: &Burst) {
+    let l = &b.latencies_ms;
+    println!("  {title}:");
+    println!(
+        "    create requests: {:.2} s ({:.0}/s); addressed {}/{}, complete {}/{}, distinct addresses {}",
+        b.create_s,
+        b.n as f64 / b.create_s,
+        b.addressed,
+        b.n,
+        b.complete,
+        b.n,
+        b.distinct_addresses
+    );
+    match b.all_addressed_s() {
+        Some(s) => println!("    first create -> all addressed: {s:.2} s"),
+        None => println!("    first create -> all addressed: NOT REACHED"),
+    }
+    println!(
+        "    creation -> address latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(l, 50.0),
+        percentile(l, 99.0),
+        percentile(l, 100.0)
+    );
+    println!(
+        "    allocator: {:.2} CPU s, peak RSS {:.1} MiB, {} passes of {:.1} ms mean",
+        b.cpu_s, b.peak_rss_mib, b.passes, b.mean_pass_ms
+    );
+}
+
+async fn small(cp: &ControlPlane, client: &Client, deadline: Instant) -> anyhow::Result<Value> {
+    let ns = "burst-1k";
+    namespace(client, ns).await?;
+    let group = group(client, "1k", "2001:db8:a::").await?;
+    let mut a = idle_allocator(cp, client, ns, "1k", &group).await?;
+    let track = Arc::new(Mutex::new(Track::default()));
+    let tasks = watch(client, ns, track.clone()).await;
+    let limit = deadline.min(Instant::now() + Duration::from_secs(120));
+    let b = burst(client, ns, &group, SMALL, &a, &track, limit).await?;
+    tasks.iter().for_each(JoinHandle::abort);
+    a.kill();
+    print_burst(&format!("{SMALL} Services at once"), &b);
+    let met = b.all_addressed_s().is_some_and(|s| s < SMALL_TARGET_S);
+    println!(
+        "    target: all addressed in < {SMALL_TARGET_S} s: {}",
+        if met { "met" } else { "NOT met" }
+    );
+    let mut v = b.json();
+    v["target_all_addressed_s"] = json!(SMALL_TARGET_S);
+    v["target_met"] = json!(met);
+    Ok(v)
+}
+
+/// The API server alone: `LARGE` Services created with no allocator running.
+async fn plain(client: &Client) -> anyhow::Result<Value> {
+    let ns = "plain-10k";
+    namespace(client, ns).await?;
+    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    let track = Mutex::new(Track::default());
+    let (_, took) = create(&api, "s", LARGE, "none", &track).await?;
+    let rate = LARGE as f64 / took.as_secs_f64();
+    println!(
+        "  API server alone, {LARGE} creates ({CONCURRENCY} in flight, no allocator): {:.1} s, {rate:.0}/s",
+        took.as_secs_f64()
+    );
+    Ok(
+        json!({ "services": LARGE, "seconds": round(took.as_secs_f64(), 2), "creates_per_second": rate.round() }),
+    )
+}
+
+/// The 10k burst, then restart-to-ready with those allocated.
+async fn large(
+    cp: &ControlPlane,
+    client: &Client,
+    deadline: Instant,
+    plain_rate: Option<f64>,
+) -> anyhow::Result<(Value, Value)> {
+    let ns = "burst-10k";
+    namespace(client, ns).await?;
+    let group = group(client, "10k", "2001:db8:b::").await?;
+    let mut a = idle_allocator(cp, client, ns, "10k", &group).await?;
+    let track = Arc::new(Mutex::new(Track::default()));
+    let tasks = watch(client, ns, track.clone()).await;
+    let b = burst(
+        client,
+        ns,
+        &group,
+        LARGE,
+        &a,
+        &track,
+        deadline - RESTART_RESERVE,
+    )
+    .await?;
+    let events = with_event(client, ns).await?;
+    print_burst(&format!("{LARGE} Services at once"), &b);
+    let span = b
+        .last_complete
+        .map_or(b.first.elapsed(), |l| l.duration_since(b.first))
+        .as_secs_f64();
+    let rate = b.complete as f64 / span;
+    let met = b.complete == LARGE && rate >= LARGE_TARGET_PER_S;
+    println!(
+        "    complete (status + {} + {} Event): {}/{LARGE} in {span:.1} s from the first create: {rate:.0}/s; AddressAllocated Events listed at the end: {events}",
+        ann::ALLOCATED_BY,
+        reason::ADDRESS_ALLOCATED,
+        b.complete
+    );
+    if let Some(p) = plain_rate {
+        println!(
+            "    (the API server alone creates {p:.0}/s here: the creates bound what any allocator can reach)"
+        );
+    }
+    println!(
+        "    target: >= {LARGE_TARGET_PER_S} allocations/s sustained: {}",
+        if met { "met" } else { "NOT met" }
+    );
+    let mut v = b.json();
+    v["allocations_per_second"] = json!(rate.round());
+    v["complete_span_s"] = json!(round(span, 2));
+    v["services_with_event_listed"] = json!(events);
+    v["target_allocations_per_second"] = json!(LARGE_TARGET_PER_S);
+    v["target_met"] = json!(met);
+    if b.complete < LARGE {
+        v["note"] = json!(format!(
+            "gave up waiting: {} of {LARGE} complete when the time budget ran out",
+            b.complete
+        ));
+        tasks.iter().for_each(JoinHandle::abort);
+        return Ok((v, json!({ "skipped": "the 10k burst did not complete" })));
+    }
+
+    // Restart: SIGKILL, start again, and a new Service asked for at the same moment.
+    let held = b.addressed;
+    a.kill();
+    let started = Instant::now();
+    let mut r = Allocator::start(cp, ns, "10k")?;
+    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    lock(&track).asked.insert("probe".into(), Instant::now());
+    api.create(&PostParams::default(), &service("probe", &group))
+        .await?;
+    let limit = deadline.min(Instant::now() + Duration::from_secs(120));
+    let mut ready_at = None;
+    let mut probe_at = None;
+    while (ready_at.is_none() || probe_at.is_none()) && Instant::now() < limit {
+        if let Some(dead) = r.exited() {
+            bail!("{dead}");
+        }
+        if ready_at.is_none() && r.ready().await {
+            ready_at = Some(Instant::now());
+        }
+        probe_at = lock(&track).addressed.get("probe").map(|p| p.0);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tasks.iter().for_each(JoinHandle::abort);
+    let ms =
+        |t: Option<Instant>| t.map(|t| round(t.duration_since(started).as_secs_f64() * 1e3, 0));
+    let total = ready_at.zip(probe_at).map(|(a, b)| a.max(b));
+    let (passes, mean_pass) = r.passes().await;
+    let fmt = |v: Option<f64>| v.map_or("NOT REACHED".to_string(), |v| format!("{v:.0} ms"));
+    println!("  restart with {held} allocated (SIGKILL, start, a new Service created at once):");
+    println!(
+        "    /readyz 200 after {}; the new Service addressed after {}; restart-to-ready {}",
+        fmt(ms(ready_at)),
+        fmt(ms(probe_at)),
+        fmt(ms(total))
+    );
+    println!(
+        "    allocator: {:.2} CPU s, peak RSS {:.1} MiB, {passes} passes of {:.1} ms mean",
+        r.cpu_seconds(),
+        r.peak_rss_mib(),
+        mean_pass * 1e3
+    );
+    let restart = json!({
+        "allocated": held,
+        "readyz_ms": ms(ready_at),
+        "new_service_addressed_ms": ms(probe_at),
+        "restart_to_ready_ms": ms(total),
+        "allocator_cpu_s": round(r.cpu_seconds(), 2),
+        "allocator_peak_rss_mib": round(r.peak_rss_mib(), 1),
+        "allocator_passes": passes,
+        "allocator_mean_pass_ms": round(mean_pass * 1e3, 1),
+    });
+    r.kill();
+    Ok((v, restart))
+}
+
+async fn run(figures: &Mutex<serde_json::Map<String, Value>>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + BUDGET;
+    let set = |k: &str, v: Value| {
+        lock(figures).insert(k.into(), v);
+    };
+    let started = Instant::now();
+    let cp = ControlPlane::start()
+        .await
+        .context("cannot start a control plane")?;
+    let client = cp.client().await?;
+    println!(
+        "control plane up in {:.1} s (etcd {ETCD})",
+        started.elapsed().as_secs_f64()
+    );
+    set("burst_1k", small(&cp, &client, deadline).await?);
+    let plain = plain(&client).await?;
+    let plain_rate = plain["creates_per_second"].as_f64();
+    set("plain_create_10k", plain);
+    let (burst, restart) = large(&cp, &client, deadline, plain_rate).await?;
+    set("burst_10k", burst);
+    set("restart_10k", restart);
+    Ok(())
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("allocator controller bench: run it with `cargo bench --bench controller`");
+        return;
+    }
+    if let Some(why) = ControlPlane::missing() {
+        println!("SKIPPED: the allocator controller bench needs a control plane: {why}");
+        return;
+    }
+    println!(
+        "allocator controller figures (release binary, one process, leader election off, etcd {ETCD}):"
+    );
+    let figures = Mutex::new(serde_json::Map::new());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let outcome = rt.block_on(async { tokio::time::timeout(BUDGET, run(&figures)).await });
+    // Dropping the runtime drops the control plane and the allocators: nothing outlives us.
+    drop(rt);
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(_) => Some(format!("gave up after the {} s budget", BUDGET.as_secs())),
+    };
+    let mut all = figures.into_inner().unwrap_or_else(|p| p.into_inner());
+    all.insert("etcd".into(), ETCD.into());
+    all.insert(
+        "allocator_build".into(),
+        "release (cargo bench profile)".into(),
+    );
+    all.insert("create_concurrency".into(), CONCURRENCY.into());
+    all.insert(
+        "method".into(),
+        "one allocator process per phase (--watch-namespace of the phase, leader election off) on a \
+         private control plane on this machine; Services IPv6 SingleStack without node ports, from a \
+         virtual group; latency = client-side create-request start -> first watch event with \
+         status.loadBalancer.ingress; complete = address + ferrolb.io/allocated-by + AddressAllocated \
+         Event; CPU = utime+stime of the allocator during the burst; RSS = VmHWM"
+            .into(),
+    );
+    if let Some(f) = &failure {
+        all.insert("error".into(), f.clone().into());
+    }
+    match record(Tier::Bench, "allocator", Value::Object(all)) {
+        Ok(path) => println!("  written to {}", path.display()),
+        Err(e) => eprintln!("could not write bench results: {e}"),
+    }
+    if let Some(f) = failure {
+        eprintln!("allocator controller bench failed: {f}");
+        std::process::exit(1);
+    }
+}
