@@ -183,7 +183,10 @@ async fn failover(mut world: World, addr: IpAddr) -> anyhow::Result<()> {
         "{}",
         world.in_ns(&client, &["curl", "-s", "--max-time", "3", &url(addr)])
     );
-    if let Some(secs) = std::env::var("FERROLB_DEMO_PAUSE").ok().and_then(|s| s.parse().ok()) {
+    if let Some(secs) = std::env::var("FERROLB_DEMO_PAUSE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         println!("pausing {secs} s before teardown (FERROLB_DEMO_PAUSE)");
         tokio::time::sleep(Duration::from_secs(secs)).await;
     }
