@@ -1,8 +1,7 @@
 //! kubectl-ferrolb against the real API server: what `migrate` writes is accepted, what
 //! `check` refuses the server refuses too.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use ferrolb_e2e::controlplane::ControlPlane;
 
@@ -22,24 +21,7 @@ fn migrate(from: &str, file: &str) -> String {
 }
 
 fn server_dry_run(cp: &ControlPlane, yaml: &str) -> (bool, String) {
-    let mut child = cp
-        .kubectl()
-        .args(["apply", "--dry-run=server", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(yaml.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("kubectl");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    cp.kubectl_with_input(&["apply", "--dry-run=server", "-f", "-"], yaml)
 }
 
 #[tokio::test]

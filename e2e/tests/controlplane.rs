@@ -106,28 +106,9 @@ async fn accepts_every_catalogued_good_object() {
     }
 }
 
-/// `kubectl create -f -` (strict field validation, as users get it): (accepted, stderr).
+/// `kubectl create -f -` (strict field validation, as users get it): (accepted, output).
 fn kubectl_create(cp: &ControlPlane, object: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = cp
-        .kubectl()
-        .args(["create", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(object.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("kubectl");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    cp.kubectl_with_input(&["create", "-f", "-"], object)
 }
 
 #[tokio::test]

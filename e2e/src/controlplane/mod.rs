@@ -206,6 +206,29 @@ impl ControlPlane {
         cmd
     }
 
+    /// `kubectl <args>` fed `input` on standard input: (succeeded, stdout followed by stderr).
+    pub fn kubectl_with_input(&self, args: &[&str], input: &str) -> (bool, String) {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .kubectl()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(input.as_bytes())
+                .expect("kubectl reads its input");
+        }
+        let out = child.wait_with_output().expect("kubectl finishes");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
     /// Stops the API server (SIGKILL), for tests of API-server outages.
     pub fn kill(&mut self, name: &str) {
         self.processes
