@@ -38,7 +38,7 @@ struct Flags {
     #[arg(long, env = "FERROLB_LEADER_ELECT", default_value_t = true, action = ArgAction::Set)]
     leader_elect: bool,
     /// Namespace of the leader Lease.
-    #[arg(long, env = "FERROLB_LEASE_NAMESPACE", default_value = ferrolb_api::contracts::INSTALL_NAMESPACE)]
+    #[arg(long, env = "FERROLB_NAMESPACE", default_value = ferrolb_api::contracts::INSTALL_NAMESPACE)]
     lease_namespace: String,
     /// This replica's name in the leader Lease (default: POD_NAME, else the hostname).
     #[arg(long, env = "FERROLB_IDENTITY")]

@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, env = "FERROLB_NODE_NAME")]
     node_name: String,
     /// Kubeconfig file; in-cluster config when absent. Ignored with --groups.
-    #[arg(long, env = "KUBECONFIG")]
+    #[arg(long, env = "FERROLB_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// bird.conf template (minijinja); the built-in default when absent.
     #[arg(long, env = "FERROLB_BIRD_TEMPLATE")]

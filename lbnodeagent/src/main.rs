@@ -23,7 +23,7 @@ enum LogFormat {
 #[command(version)]
 struct Flags {
     /// This node's name, as its Node object is called.
-    #[arg(long, env = "NODE_NAME")]
+    #[arg(long, env = "FERROLB_NODE_NAME")]
     node_name: String,
     /// Kubeconfig file; without it, the in-cluster config or the default kubeconfig.
     #[arg(long, env = "FERROLB_KUBECONFIG")]
