@@ -42,6 +42,8 @@ bench: deps
 	mkdir -p target/bench
 	$(CARGO) bench -p ferrolb-allocator --bench ipam
 	$(CARGO) bench -p ferrolb-allocator --bench controller
+	$(CARGO) bench -p ferrolb-lbnodeagent --bench agent
+	$(CARGO) bench -p ferrolb-e2e --bench routing
 	@echo "figures: target/bench/results.json"; cat target/bench/results.json
 
 ## Long fault-injection runs: figures printed and written to target/soak/results.json.

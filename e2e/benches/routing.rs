@@ -1,0 +1,2 @@
+//! Routing benchmark: filled in by the #8 work.
+fn main() {}

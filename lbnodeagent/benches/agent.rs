@@ -1,0 +1,2 @@
+//! Agent benchmark: filled in by the #6 work.
+fn main() {}
