@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps tools crds check-crds fmt fmt-check clippy test bench soak demo demo-down clean
+.PHONY: all deps tools crds check-crds manifests lint-images fmt fmt-check clippy test bench soak demo demo-down clean
 
 all: test
 
@@ -19,6 +19,16 @@ tools:
 ## CRD YAML is generated from the Rust types; `make check-crds` fails when crds/ is stale.
 crds:
 	$(CARGO) run -q -p ferrolb-api --bin crdgen
+	cp crds/*.yaml manifests/helm/ferrolb/crds/
+	$(MAKE) manifests
+
+## The plain install YAML, rendered from the chart (a test fails when it is stale).
+manifests:
+	bash manifests/render.sh
+
+## Dockerfiles linted with hadolint (installed into the cache outside the clone).
+lint-images:
+	bash manifests/lint-images.sh
 
 check-crds:
 	$(CARGO) run -q -p ferrolb-api --bin crdgen -- --check
@@ -34,7 +44,8 @@ clippy:
 
 ## Every behaviour: formatting, lints, CRD freshness, unit, property, CEL, integration and
 ## end-to-end tests against the real API server, kernel and routers. What CI runs.
-test: deps fmt-check clippy check-crds
+test: deps fmt-check clippy check-crds lint-images
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
 ## Benchmarks: figures printed and written to target/bench/results.json.
