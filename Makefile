@@ -51,6 +51,8 @@ test: deps fmt-check clippy check-crds lint-images
 ## Benchmarks: figures printed and written to target/bench/results.json.
 bench: deps
 	mkdir -p target/bench
+	# The benches drive the release binaries as processes.
+	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p ferrolb-allocator --bench ipam
 	$(CARGO) bench -p ferrolb-allocator --bench controller
 	$(CARGO) bench -p ferrolb-lbnodeagent --bench agent

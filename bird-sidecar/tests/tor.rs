@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{in_namespace, virtual_group_yaml, write};
 use ferrolb_e2e::env::require_root;
 use ferrolb_e2e::topology::{
-    Frr, NODE_ASN, Process, TOR_ASN, TOR_LAN_V4, TOR_LAN_V6, Topology, TorConfig, wait_for,
+    BgpPeer, Frr, NODE_ASN, Process, TOR_ASN, TOR_LAN_V4, TOR_LAN_V6, Topology, TorConfig, wait_for,
 };
 
 const ROUTER_WAIT: Duration = Duration::from_secs(40);
@@ -75,7 +75,19 @@ fn get(path: &str) -> Option<(String, String)> {
     Some((head.lines().next()?.to_string(), body.to_string()))
 }
 
+/// The `web` group: 203.0.113.0/25 in /28 aggregates, 2001:db8:3::/120, community 64520:100.
+fn web_group() -> String {
+    virtual_group_yaml("web", "203.0.113.0/25", "/28", "64520:100").replace(
+        "    bgp:",
+        "    v6pools:\n      - subnet: 2001:db8:3::/64\n        pool: 2001:db8:3::/120\n        aggregation: /120\n    bgp:",
+    )
+}
+
 fn start_sidecar(topo: &Topology, values: &str) -> Process {
+    start_sidecar_with(topo, values, &web_group())
+}
+
+fn start_sidecar_with(topo: &Topology, values: &str, group: &str) -> Process {
     let node = topo.node(0);
     let ns = node.ns_name();
     for argv in [
@@ -98,11 +110,7 @@ fn start_sidecar(topo: &Topology, values: &str) -> Process {
     let dir = topo.dir().join("sidecar");
     std::fs::create_dir_all(&dir).expect("scratch dir");
     write(&dir.join("values.yaml"), values);
-    let group = virtual_group_yaml("web", "203.0.113.0/25", "/28", "64520:100").replace(
-        "    bgp:",
-        "    v6pools:\n      - subnet: 2001:db8:3::/64\n        pool: 2001:db8:3::/120\n        aggregation: /120\n    bgp:",
-    );
-    write(&dir.join("groups.yaml"), &group);
+    write(&dir.join("groups.yaml"), group);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bird-sidecar"));
     cmd.arg("--node-name")
         .arg("n0")
@@ -301,4 +309,68 @@ fn ospf_variant_announces_the_aggregate_to_the_tor() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", sidecar.log()));
     assert!(exited.success(), "{exited}\n{}", sidecar.log());
+}
+
+/// iBGP (the node in the ToR's AS): local preference is carried only there, so the group's
+/// `localPreference` shows on the ToR, with its communities and large communities.
+#[test]
+fn ibgp_carries_the_groups_local_preference_and_large_communities() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder("bsi")
+        .nodes(1)
+        .tor(true)
+        .build()
+        .expect("build");
+    let mut config = TorConfig::new(TOR_ASN);
+    config.bfd = None;
+    config.peers = vec![BgpPeer {
+        address: topo.node(0).lan_v4().into(),
+        asn: TOR_ASN,
+    }];
+    let tor = topo.run_frr(&config).unwrap_or_else(|e| panic!("FRR: {e}"));
+    let values = format!(
+        "localASN: {TOR_ASN}\npeers:\n  - address: {TOR_LAN_V4}\n    asn: {TOR_ASN}\n    connectRetryTime: 1s\n"
+    );
+    let group = web_group().replace(
+        "    bgp:\n",
+        "    bgp:\n      largeCommunities: ['64512:7:8']\n      localPreference: 200\n",
+    );
+    let sidecar = start_sidecar_with(&topo, &values, &group);
+    let path = wait_for("the aggregate on the ToR over iBGP", ROUTER_WAIT, || {
+        let family = tor.vtysh_json(&format!("show bgp ipv4 unicast {AGGREGATE} json"))?;
+        Ok(family
+            .get("paths")
+            .and_then(|p| p.as_array())
+            .and_then(|p| p.first())
+            .cloned())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- sidecar log ---\n{}\n--- show bgp all ---\n{}",
+            sidecar.log(),
+            tor.vtysh(&["show bgp all"])
+                .unwrap_or_else(|e| e.to_string())
+        )
+    });
+    let text = |key: &str| {
+        path.get(key)
+            .and_then(|c| c.get("string"))
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        path.get("locPrf").and_then(|l| l.as_u64()),
+        Some(200),
+        "{path}"
+    );
+    assert!(text("community").contains("64520:100"), "{path}");
+    assert!(text("largeCommunity").contains("64512:7:8"), "{path}");
+    assert_eq!(
+        tor.route_nexthops(AGGREGATE).expect("vtysh"),
+        vec![IpAddr::from(topo.node(0).lan_v4())],
+        "installed via the node"
+    );
 }

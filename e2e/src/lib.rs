@@ -8,5 +8,6 @@ pub mod kubelet;
 pub mod process;
 pub mod results;
 pub mod rng;
+pub mod routing;
 pub mod topology;
 pub mod world;
