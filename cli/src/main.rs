@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use ferrolb_cli::{check, migrate, yaml};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferrolb_cli::{check, fetch, locate, migrate, nodes, pools, yaml};
 
 #[derive(Parser)]
 #[command(
@@ -12,12 +12,47 @@ use ferrolb_cli::{check, migrate, yaml};
     about = "ferrolb: where addresses live, pools, checks and migration"
 )]
 struct Cli {
+    #[command(flatten)]
+    conn: Connection,
     #[command(subcommand)]
     command: Command,
 }
 
+/// How to reach the API server (the commands that read the cluster).
+#[derive(Args)]
+struct Connection {
+    /// Kubeconfig file; without it KUBECONFIG, ~/.kube/config or the in-cluster config.
+    #[arg(long, global = true, env = "FERROLB_KUBECONFIG")]
+    kubeconfig: Option<String>,
+    /// Kubeconfig context to use.
+    #[arg(long, global = true)]
+    context: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Where each address of a Service is: the holder node and interface (local) or the nodes
+    /// carrying it (virtual), and why every other node is not a candidate.
+    Where {
+        /// The Service's name.
+        service: String,
+        /// The Service's namespace (default: the kubeconfig's).
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Per ServiceGroup and family: pools, allocated of capacity, conditions.
+    Pools,
+    /// Per node: agent alive, local interfaces and subnets, eligible, what it holds.
+    Nodes,
     /// Check ServiceGroup and LBNodeAgent YAML offline with the same rules as the API server
     /// and the allocator.
     Check {
@@ -41,7 +76,34 @@ enum From {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Where { service, namespace } => {
+            read_cluster(&cli.conn, |client, conn| async move {
+                let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+                let cluster = fetch::cluster(&client).await?;
+                let svc = fetch::service(&client, &ns, &service).await?;
+                let report = locate::explain(&cluster, &svc);
+                Ok(match conn {
+                    Output::Json => json(&report),
+                    Output::Text => locate::render(&report),
+                })
+            })
+        }
+        Command::Pools => read_cluster(&cli.conn, |client, conn| async move {
+            let report = pools::report(&fetch::cluster(&client).await?);
+            Ok(match conn {
+                Output::Json => json(&report),
+                Output::Text => pools::render(&report),
+            })
+        }),
+        Command::Nodes => read_cluster(&cli.conn, |client, conn| async move {
+            let rows = nodes::report(&fetch::cluster(&client).await?);
+            Ok(match conn {
+                Output::Json => json(&rows),
+                Output::Text => nodes::render(&rows),
+            })
+        }),
         Command::Check { files } => {
             let mut objects = Vec::new();
             for f in &files {
@@ -81,6 +143,42 @@ fn main() -> ExitCode {
                 eprintln!("note: {note}");
             }
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("reports always serialize") + "\n"
+}
+
+/// Runs a read-only command against the cluster and prints what it returns.
+fn read_cluster<F, Fut>(conn: &Connection, f: F) -> ExitCode
+where
+    F: FnOnce(kube::Client, Output) -> Fut,
+    Fut: std::future::Future<Output = fetch::Result<String>>,
+{
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let client = fetch::client(conn.kubeconfig.as_deref(), conn.context.as_deref()).await?;
+        f(client, conn.output).await
+    });
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -139,10 +139,11 @@ impl World {
     }
 
     /// A TCP responder in node `i` answering `hello from <node>` on every address (as
-    /// kube-proxy would forward a LoadBalancer address to a pod).
+    /// kube-proxy would forward a LoadBalancer address to a pod). The responder is
+    /// `ferrolb-demo --respond`, also when the world runs inside a test or a bench.
     fn start_responder(&self, i: usize) -> anyhow::Result<Process> {
         let ns = self.topo.node(i).ns_name().to_string();
-        let mut cmd = Command::new(std::env::current_exe()?);
+        let mut cmd = Command::new(env::binary("ferrolb-demo"));
         cmd.args(["--respond", &self.names[i], &RESPONDER_PORT.to_string()]);
         Ok(self.topo.spawn_in(&ns, &cmd)?)
     }
@@ -160,6 +161,22 @@ impl World {
                 String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
             }
             Err(e) => format!("cannot run kubectl: {e}"),
+        }
+    }
+
+    /// `kubectl ferrolb ARGS` (the `kubectl-ferrolb` plugin, built beside the other binaries)
+    /// with the admin kubeconfig: its standard output followed by its standard error.
+    pub fn ferrolb(&self, args: &[&str]) -> String {
+        let out = Command::new(env::binary("kubectl-ferrolb"))
+            .arg("--kubeconfig")
+            .arg(self.cp.kubeconfig())
+            .args(args)
+            .output();
+        match out {
+            Ok(o) => {
+                String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+            }
+            Err(e) => format!("cannot run kubectl-ferrolb: {e}"),
         }
     }
 

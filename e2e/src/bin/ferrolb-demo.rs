@@ -58,43 +58,54 @@ async fn demo() -> anyhow::Result<()> {
     print!("{}", world.kubectl(&["get", "servicegroups"]));
     show_cmd("kubectl get services");
     print!("{}", world.kubectl(&["get", "services"]));
-    show_cmd("kubectl get service web -o jsonpath='{.metadata.annotations}'");
-    println!(
-        "{}",
-        world.kubectl(&[
-            "get",
-            "service",
-            "web",
-            "-o",
-            "jsonpath={.metadata.annotations}"
-        ])
-    );
 
-    heading("3. Where the local address lives: one node's LAN interface");
+    heading("3. Where each address lives, as ferrolb explains it");
+    println!(
+        "kubectl ferrolb where reads only the Kubernetes API (Services, ServiceGroups, Nodes, the\n\
+         agents' per-node Leases) and runs the agents' own election to say who holds a local\n\
+         address and why every other node does not; a virtual address is on every eligible node."
+    );
     let web_v4 = web[0];
-    let holders = world
+    world
         .wait(
             "the local address on a node",
             Duration::from_secs(30),
-            |w| {
-                let h = w.holders(web_v4);
-                (!h.is_empty()).then_some(h)
-            },
+            |w| (!w.holders(web_v4).is_empty()).then_some(()),
         )
         .await?;
-    for &i in &holders {
-        let ns = world.topo.node(i).ns_name().to_string();
-        show_cmd(&format!(
-            "ip -n {ns} addr show dev eth0    # {}",
-            world.names[i]
-        ));
-        print!(
-            "{}",
-            world.in_ns(&ns, &["ip", "addr", "show", "dev", "eth0"])
-        );
+    settled(&world, "web", None).await;
+    for svc in ["web", "api"] {
+        show_cmd(&format!("kubectl ferrolb where {svc}"));
+        print!("{}", world.ferrolb(&["where", svc]));
+    }
+    show_cmd("kubectl ferrolb nodes");
+    print!("{}", world.ferrolb(&["nodes"]));
+
+    heading("4. A local address is a secondary address on the holder's LAN interface");
+    let mut shown = Vec::new();
+    for &addr in &web {
+        for i in world.holders(addr) {
+            if shown.contains(&i) {
+                continue;
+            }
+            shown.push(i);
+            let ns = world.topo.node(i).ns_name().to_string();
+            show_cmd(&format!(
+                "ip -n {ns} addr show dev eth0    # {}, holder of {addr}",
+                world.names[i]
+            ));
+            print!(
+                "{}",
+                world.in_ns(&ns, &["ip", "addr", "show", "dev", "eth0"])
+            );
+        }
     }
 
-    heading("4. Virtual addresses: kube-lb0 on every node, exported by BIRD, ECMP on the ToR");
+    heading("5. Virtual addresses: kube-lb0 on every node, exported by BIRD, ECMP on the ToR");
+    println!(
+        "Each node carries the routed addresses on kube-lb0 with the group's aggregation mask;\n\
+         BIRD exports the prefix over BGP and the ToR (FRR) spreads traffic over all nodes."
+    );
     for i in 0..world.names.len() {
         let ns = world.topo.node(i).ns_name().to_string();
         show_cmd(&format!(
@@ -122,16 +133,21 @@ async fn demo() -> anyhow::Result<()> {
         })
         .await
         .ok();
-    show_cmd(&format!("vtysh -c 'show ip route {agg}'    # on the ToR"));
-    print!(
-        "{}",
-        world
-            .frr
-            .vtysh(&[&format!("show ip route {agg}")])
-            .unwrap_or_default()
-    );
+    for (show, prefix) in [("ip", agg), ("ipv6", "2001:db8:5::/64")] {
+        show_cmd(&format!(
+            "vtysh -c 'show {show} route {prefix}'    # on the ToR"
+        ));
+        print!(
+            "{}",
+            world
+                .frr
+                .vtysh(&[&format!("show {show} route {prefix}")])
+                .unwrap_or_default()
+        );
+    }
 
-    heading("5. Requests from the client namespace, through each address");
+    heading("6. Requests from the client namespace, through each address");
+    println!("Every node runs a tiny HTTP responder standing in for kube-proxy and a pod.");
     let client = world.topo.client_ns().unwrap_or_default().to_string();
     for (svc, addr) in web
         .iter()
@@ -146,7 +162,7 @@ async fn demo() -> anyhow::Result<()> {
         );
     }
 
-    heading("6. Failover: the holder's agent is killed (SIGKILL)");
+    heading("7. Failover: the holder's agent is killed (SIGKILL)");
     failover(world, web_v4).await
 }
 
@@ -183,6 +199,14 @@ async fn failover(mut world: World, addr: IpAddr) -> anyhow::Result<()> {
         "{}",
         world.in_ns(&client, &["curl", "-s", "--max-time", "3", &url(addr)])
     );
+    println!(
+        "\nThe dead agent's per-node Lease stays fresh for up to 15 s, so until it expires the\n\
+         Kubernetes API still shows {} as alive; kubectl ferrolb where then shows the new holder:",
+        world.names[old]
+    );
+    settled(&world, "web", Some(&world.names[old])).await;
+    show_cmd("kubectl ferrolb where web");
+    print!("{}", world.ferrolb(&["where", "web"]));
     if let Some(secs) = std::env::var("FERROLB_DEMO_PAUSE")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -193,6 +217,32 @@ async fn failover(mut world: World, addr: IpAddr) -> anyhow::Result<()> {
     heading("Done: tearing everything down");
     drop(world);
     Ok(())
+}
+
+/// Waits (bounded, 30 s) until `kubectl ferrolb where` finds every local address of `svc` held
+/// by exactly the node the election picks, and not by `not` (a node whose agent was killed).
+async fn settled(world: &World, svc: &str, not: Option<&str>) {
+    let ok = world
+        .wait("the Leases to settle", Duration::from_secs(30), |w| {
+            let json: serde_json::Value =
+                serde_json::from_str(&w.ferrolb(&["where", svc, "-o", "json"])).ok()?;
+            let addrs = json["addresses"].as_array()?;
+            addrs
+                .iter()
+                .all(|a| {
+                    let held = a["heldBy"].as_array().map_or(0, Vec::len);
+                    let elected = a["elected"].as_str();
+                    held == 1
+                        && a["heldBy"][0]["node"].as_str() == elected
+                        && elected != not
+                        && a["announcing"].is_string()
+                })
+                .then_some(())
+        })
+        .await;
+    if let Err(e) = ok {
+        println!("(not settled: {e})");
+    }
 }
 
 /// Waits for a Service's addresses (bounded) and returns them.

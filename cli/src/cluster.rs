@@ -1,0 +1,258 @@
+//! What the cluster says, as plain data: ServiceGroups, Nodes, per-node Leases, LBNodeAgents
+//! and Services with their endpoint nodes, built from Kubernetes objects without I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ferrolb_api::annotations as ann;
+use ferrolb_api::contracts::{self, IneligibleReason, NODE_LEASE_PREFIX, lease};
+use ferrolb_api::election::agent_for_node;
+use ferrolb_api::{LBNodeAgent, ServiceGroup, ServiceGroupSpec, ServiceGroupStatus};
+use ipnetwork::IpNetwork;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+/// Everything the commands explain, at one instant.
+#[derive(Clone, Debug, Default)]
+pub struct Cluster {
+    pub now: Timestamp,
+    pub groups: BTreeMap<String, Group>,
+    pub nodes: BTreeMap<String, NodeInfo>,
+    /// Per-node Leases by node name.
+    pub leases: BTreeMap<String, NodeLease>,
+    /// LBNodeAgents: name and node selector.
+    pub agents: Vec<(String, Option<LabelSelector>)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub spec: ServiceGroupSpec,
+    pub status: Option<ServiceGroupStatus>,
+}
+
+impl Group {
+    pub fn from_object(g: &ServiceGroup) -> Self {
+        Group {
+            name: g.metadata.name.clone().unwrap_or_default(),
+            spec: g.spec.clone(),
+            status: g.status.clone(),
+        }
+    }
+}
+
+/// A Node as the commands need it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub ready: bool,
+    pub network_unavailable: bool,
+}
+
+impl NodeInfo {
+    pub fn from_object(n: &Node) -> Self {
+        let condition = |t: &str| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == t))
+                .is_some_and(|c| c.status == "True")
+        };
+        NodeInfo {
+            name: n.metadata.name.clone().unwrap_or_default(),
+            labels: n.metadata.labels.clone().unwrap_or_default(),
+            ready: condition("Ready"),
+            network_unavailable: condition("NetworkUnavailable"),
+        }
+    }
+}
+
+/// What a node's agent publishes on its per-node Lease.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeLease {
+    pub node: String,
+    pub renewed: Option<Timestamp>,
+    /// renewTime + leaseDurationSeconds.
+    pub expires: Option<Timestamp>,
+    /// The `eligible` annotation as written (`None`: not written).
+    pub eligible_text: Option<String>,
+    /// `None` eligible (also when the annotation is absent or unreadable, as the allocator
+    /// reads it), else why not.
+    pub ineligible: Option<IneligibleReason>,
+    pub interface_v4: Option<String>,
+    pub interface_v6: Option<String>,
+    pub subnets: Vec<IpNetwork>,
+    pub holding: BTreeSet<IpAddr>,
+    pub holding_truncated: bool,
+    pub virtual_count: Option<u64>,
+    pub gossip_addr: Option<String>,
+}
+
+impl NodeLease {
+    /// `None` for Leases that are not per-node Leases.
+    pub fn from_object(l: &Lease) -> Option<Self> {
+        let node = l
+            .metadata
+            .name
+            .as_deref()?
+            .strip_prefix(NODE_LEASE_PREFIX)?;
+        let a = l.metadata.annotations.clone().unwrap_or_default();
+        let spec = l.spec.clone().unwrap_or_default();
+        let renewed = spec.renew_time.map(|t| t.0);
+        let expires = match (renewed, spec.lease_duration_seconds) {
+            (Some(t), Some(d)) => Some(t + SignedDuration::from_secs(i64::from(d))),
+            _ => None,
+        };
+        let words = |k: &str| -> Vec<String> {
+            a.get(k)
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        Some(NodeLease {
+            node: node.to_string(),
+            renewed,
+            expires,
+            eligible_text: a.get(lease::ELIGIBLE).cloned(),
+            ineligible: a
+                .get(lease::ELIGIBLE)
+                .and_then(|v| contracts::parse_eligible(v).ok())
+                .flatten(),
+            interface_v4: a.get(lease::INTERFACE_V4).cloned(),
+            interface_v6: a.get(lease::INTERFACE_V6).cloned(),
+            subnets: words(lease::SUBNETS)
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            holding: words(lease::HOLDING)
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            holding_truncated: a.get(lease::HOLDING_TRUNCATED).map(String::as_str) == Some("true"),
+            virtual_count: a
+                .get(lease::VIRTUAL_COUNT)
+                .and_then(|v| v.trim().parse().ok()),
+            gossip_addr: a.get(lease::GOSSIP_ADDR).cloned(),
+        })
+    }
+
+    /// Not past its duration at `now`.
+    pub fn fresh(&self, now: Timestamp) -> bool {
+        self.expires.is_some_and(|e| e > now)
+    }
+
+    pub fn interface(&self, addr: IpAddr) -> Option<&str> {
+        match addr {
+            IpAddr::V4(_) => self.interface_v4.as_deref(),
+            IpAddr::V6(_) => self.interface_v6.as_deref(),
+        }
+    }
+}
+
+impl Cluster {
+    /// A node is alive as the allocator sees it: its Lease is fresh and its Node exists.
+    pub fn alive(&self, node: &str) -> bool {
+        self.nodes.contains_key(node) && self.leases.get(node).is_some_and(|l| l.fresh(self.now))
+    }
+
+    /// Every node name known from a Node or a per-node Lease, sorted.
+    pub fn node_names(&self) -> BTreeSet<&str> {
+        self.nodes
+            .keys()
+            .chain(self.leases.keys())
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The LBNodeAgent that applies to `node`, and whether it selects the node.
+    pub fn agent_for(&self, node: &NodeInfo) -> Option<(&str, bool)> {
+        let agents: Vec<(&str, Option<&LabelSelector>)> = self
+            .agents
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_ref()))
+            .collect();
+        agent_for_node(&agents, &node.labels)
+    }
+}
+
+pub fn agent_entry(a: &LBNodeAgent) -> (String, Option<LabelSelector>) {
+    (
+        a.metadata.name.clone().unwrap_or_default(),
+        a.spec.node_selector.clone(),
+    )
+}
+
+/// A Service as `where` explains it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub namespace: String,
+    pub name: String,
+    pub type_: String,
+    pub lb_class: Option<String>,
+    pub etp_local: bool,
+    /// `status.loadBalancer.ingress[].ip`.
+    pub addresses: Vec<IpAddr>,
+    pub annotations: BTreeMap<String, String>,
+    /// Nodes with a ready endpoint.
+    pub endpoint_nodes: BTreeSet<String>,
+}
+
+impl ServiceInfo {
+    pub fn from_objects(svc: &Service, slices: &[EndpointSlice]) -> Self {
+        let spec = svc.spec.clone().unwrap_or_default();
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let endpoint_nodes = slices
+            .iter()
+            .filter(|s| {
+                s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("kubernetes.io/service-name"))
+                    == Some(&name)
+            })
+            .flat_map(|s| s.endpoints.iter().flatten())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+            .filter_map(|e| e.node_name.clone())
+            .collect();
+        ServiceInfo {
+            namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+            name,
+            type_: spec.type_.unwrap_or_else(|| "ClusterIP".into()),
+            lb_class: spec.load_balancer_class,
+            etp_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+            addresses: svc
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                .collect(),
+            annotations: svc.metadata.annotations.clone().unwrap_or_default(),
+            endpoint_nodes,
+        }
+    }
+
+    /// The ServiceGroup the allocator took the addresses from (or the one the Service asks for).
+    pub fn group(&self) -> Option<&str> {
+        self.annotations
+            .get(ann::ALLOCATED_FROM)
+            .or_else(|| self.annotations.get(ann::SERVICE_GROUP))
+            .map(String::as_str)
+    }
+}
+
+/// A duration to a person: `4s`, `3m10s`, `2h5m`, `3d`.
+pub fn human(d: SignedDuration) -> String {
+    let s = d.as_secs().unsigned_abs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d", s / 86400),
+    }
+}

@@ -1,0 +1,127 @@
+//! The only code that talks to the Kubernetes API: lists what the commands explain. Reads only.
+
+use ferrolb_api::contracts::INSTALL_NAMESPACE;
+use ferrolb_api::{LBNodeAgent, ServiceGroup};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::cluster::{Cluster, Group, NodeInfo, NodeLease, ServiceInfo, agent_entry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("no kubeconfig found (set --kubeconfig or KUBECONFIG): {0}")]
+    Infer(#[from] kube::config::InferConfigError),
+    #[error("{what}: {source}")]
+    Api { what: String, source: kube::Error },
+    #[error("Service {namespace}/{name} not found")]
+    NoService { namespace: String, name: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn api_err(what: &str) -> impl FnOnce(kube::Error) -> Error + '_ {
+    move |source| Error::Api {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// A client from `kubeconfig` (a path) or the usual places (KUBECONFIG, ~/.kube/config,
+/// in-cluster), with `context` when given.
+pub async fn client(kubeconfig: Option<&str>, context: Option<&str>) -> Result<Client> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
+                path: path.to_string(),
+                source,
+            })?;
+            Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|source| Error::Kubeconfig {
+                    path: path.to_string(),
+                    source,
+                })?
+        }
+        None if context.is_some() => {
+            Config::from_kubeconfig(&options)
+                .await
+                .map_err(|source| Error::Kubeconfig {
+                    path: "(default)".into(),
+                    source,
+                })?
+        }
+        None => Config::infer().await?,
+    };
+    Client::try_from(config).map_err(api_err("building the client"))
+}
+
+/// ServiceGroups, Nodes, per-node Leases and LBNodeAgents.
+pub async fn cluster(client: &Client) -> Result<Cluster> {
+    let lp = ListParams::default();
+    let groups = Api::<ServiceGroup>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(api_err("listing ServiceGroups"))?;
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(api_err("listing Nodes"))?;
+    let leases = Api::<Lease>::namespaced(client.clone(), INSTALL_NAMESPACE)
+        .list(&lp)
+        .await
+        .map_err(api_err("listing per-node Leases in ferrolb-system"))?;
+    let agents = Api::<LBNodeAgent>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(api_err("listing LBNodeAgents"))?;
+    Ok(Cluster {
+        now: Timestamp::now(),
+        groups: groups
+            .iter()
+            .map(Group::from_object)
+            .map(|g| (g.name.clone(), g))
+            .collect(),
+        nodes: nodes
+            .iter()
+            .map(NodeInfo::from_object)
+            .map(|n| (n.name.clone(), n))
+            .collect(),
+        leases: leases
+            .iter()
+            .filter_map(NodeLease::from_object)
+            .map(|l| (l.node.clone(), l))
+            .collect(),
+        agents: agents.iter().map(agent_entry).collect(),
+    })
+}
+
+/// A Service and the nodes of its ready endpoints.
+pub async fn service(client: &Client, namespace: &str, name: &str) -> Result<ServiceInfo> {
+    let svc = Api::<Service>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(api_err("reading the Service"))?
+        .ok_or_else(|| Error::NoService {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })?;
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
+        .await
+        .map_err(api_err("listing EndpointSlices"))?;
+    Ok(ServiceInfo::from_objects(&svc, &slices.items))
+}

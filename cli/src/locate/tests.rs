@@ -1,0 +1,154 @@
+use ferrolb_api::election::holder;
+use k8s_openapi::jiff::SignedDuration;
+
+use super::*;
+use crate::testkit::*;
+
+const ADDR: &str = "192.0.2.100";
+
+fn role<'a>(r: &'a AddressReport, node: &str) -> &'a NodeRole {
+    r.nodes
+        .iter()
+        .find(|n| n.node == node)
+        .unwrap_or_else(|| panic!("no row for {node}"))
+}
+
+#[test]
+fn the_holder_is_the_lowest_hash_among_candidates_and_the_others_say_why() {
+    let addr: IpAddr = ADDR.parse().expect("an address");
+    let winner = holder(addr, ["a", "b", "c"]).expect("a holder").to_string();
+    let mut nodes: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|n| node(n, "true", if n == winner { &[ADDR] } else { &[] }))
+        .collect();
+    nodes.push(node("d", "false,carrier-down", &[]));
+    let mut no_subnet = node("e", "true", &[]);
+    no_subnet.1.subnets = vec!["198.51.100.0/24".parse().expect("a CIDR")];
+    nodes.push(no_subnet);
+    let mut dead = node("f", "true", &[]);
+    dead.1.expires = Some(now() - SignedDuration::from_secs(30));
+    nodes.push(dead);
+    let c = cluster(vec![local_group("lan")], nodes);
+    let r = explain(&c, &service("lan", "local", &[ADDR]));
+    let a = &r.addresses[0];
+    assert_eq!(a.kind, "local");
+    assert_eq!(a.elected.as_deref(), Some(winner.as_str()));
+    assert_eq!(
+        a.held_by,
+        vec![Placement {
+            node: winner.clone(),
+            interface: "eth0".into()
+        }]
+    );
+    assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+    assert_eq!(role(a, &winner).role, "holder");
+    assert!(role(a, &winner).why.contains("of 3 candidates"));
+    let loser = ["a", "b", "c"]
+        .into_iter()
+        .find(|n| *n != winner)
+        .expect("a loser");
+    assert_eq!(role(a, loser).role, "candidate");
+    assert!(role(a, loser).why.contains("lower election hash"));
+    assert!(
+        role(a, "d").why.contains("carrier-down"),
+        "{:?}",
+        role(a, "d")
+    );
+    assert!(
+        role(a, "e").why.starts_with("no subnet"),
+        "{:?}",
+        role(a, "e")
+    );
+    assert!(
+        role(a, "f").why.contains("expired 30s ago"),
+        "{:?}",
+        role(a, "f")
+    );
+    let text = render(&r);
+    assert!(
+        text.contains(&format!("held by {winner} on eth0")),
+        "{text}"
+    );
+}
+
+#[test]
+fn etp_local_elects_only_among_nodes_with_a_ready_endpoint() {
+    let c = cluster(
+        vec![local_group("lan")],
+        vec![node("a", "true", &[]), node("b", "true", &[])],
+    );
+    let mut svc = service("lan", "local", &[ADDR]);
+    svc.etp_local = true;
+    svc.endpoint_nodes.insert("b".into());
+    let a = &explain(&c, &svc).addresses[0];
+    assert_eq!(a.elected.as_deref(), Some("b"));
+    assert!(role(a, "a").why.contains("no ready endpoint"));
+    assert!(a.held_by.is_empty());
+    assert!(role(a, "b").why.contains("does not list the address yet"));
+}
+
+#[test]
+fn no_candidate_and_disagreeing_leases_are_warned_about() {
+    let cases = [
+        (
+            "nobody eligible",
+            vec![node("a", "false,not-ready", &[])],
+            "no candidate",
+        ),
+        (
+            "two holders",
+            vec![node("a", "true", &[ADDR]), node("b", "true", &[ADDR])],
+            "disagree",
+        ),
+    ];
+    for (name, nodes, warning) in cases {
+        let c = cluster(vec![local_group("lan")], nodes);
+        let a = &explain(&c, &service("lan", "local", &[ADDR])).addresses[0];
+        assert!(
+            a.warnings.iter().any(|w| w.contains(warning)),
+            "{name}: {:?}",
+            a.warnings
+        );
+    }
+}
+
+#[test]
+fn a_virtual_address_is_on_kube_lb0_of_every_node_that_may_carry_it() {
+    let mut nodes = vec![
+        node("a", "true", &[]),
+        node("b", "false,carrier-down", &[]),
+        node("c", "false,excluded-label", &[]),
+    ];
+    nodes.push(node("d", "true", &[]));
+    let mut c = cluster(vec![virtual_group("routed")], nodes);
+    c.nodes.remove("d");
+    c.nodes.insert(
+        "e".into(),
+        crate::cluster::NodeInfo {
+            name: "e".into(),
+            ..Default::default()
+        },
+    );
+    let r = explain(&c, &service("routed", "virtual", &["203.0.113.1"]));
+    let a = &r.addresses[0];
+    assert_eq!(a.kind, "virtual");
+    let carriers: Vec<&str> = a.carried_by.iter().map(|p| p.node.as_str()).collect();
+    assert_eq!(carriers, ["a", "b"]);
+    assert_eq!(a.carried_by[0].interface, "kube-lb0 /28");
+    assert!(role(a, "c").why.contains("excluded-label"));
+    assert!(role(a, "d").why.contains("Node object does not exist"));
+    assert!(role(a, "e").why.contains("no per-node Lease"));
+    assert!(render(&r).contains("on kube-lb0 /28 of 2 nodes: a, b"));
+}
+
+#[test]
+fn a_service_without_address_or_group_says_so() {
+    let c = cluster(vec![], vec![node("a", "true", &[])]);
+    let r = explain(&c, &service("gone", "", &[]));
+    assert!(
+        r.notes.iter().any(|n| n.contains("no address")),
+        "{:?}",
+        r.notes
+    );
+    assert!(r.notes.iter().any(|n| n.contains("gone does not exist")));
+}
