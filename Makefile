@@ -56,6 +56,7 @@ bench: deps
 	$(CARGO) bench -p ferrolb-allocator --bench ipam
 	$(CARGO) bench -p ferrolb-allocator --bench controller
 	$(CARGO) bench -p ferrolb-lbnodeagent --bench agent
+	$(CARGO) bench -p ferrolb-lbnodeagent --bench election
 	$(CARGO) bench -p ferrolb-e2e --bench routing
 	@echo "figures: target/bench/results.json"; cat target/bench/results.json
 
