@@ -1,11 +1,13 @@
 //! The only code that writes: server-side apply of Service status and annotations and of
 //! ServiceGroup status and finalizer (field manager `ferrolb-allocator`), and Events.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use ferrolb_api::ServiceGroup;
 use ferrolb_api::contracts::{FIELD_MANAGER_ALLOCATOR, FINALIZER_IN_USE, reason};
+use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::Client;
@@ -14,9 +16,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::decide::{Change, Note, Plan, diff};
+use crate::decide::{Change, Note, Plan, Rounds, SvcPlan, diff, rounds};
 use crate::metrics::Metrics;
-use crate::observe::{Observer, Snapshot, SvcView};
+use crate::observe::{GroupView, Observer, Snapshot, SvcView};
 use crate::{Error, Result};
 
 /// Writes plans, tells each standing problem once, and stops writing when leadership goes.
@@ -27,6 +29,63 @@ pub struct Applier {
     leading: watch::Receiver<bool>,
     /// Per Service uid, the problems already told.
     told: Mutex<HashMap<String, BTreeSet<Note>>>,
+    /// Per Service uid, Events whose publication failed: retried on the next pass.
+    pending: Mutex<HashMap<String, Vec<Note>>>,
+}
+
+/// Services written at once.
+pub const WRITERS: usize = 64;
+
+/// How one Service's writes went.
+#[derive(Default)]
+struct Outcome {
+    /// Its status change (if any) was written.
+    status_written: bool,
+    transient: Option<Error>,
+    leader_lost: Option<Error>,
+}
+
+impl Outcome {
+    /// Records a failed write; a permanent failure becomes a problem to tell.
+    fn failed(&mut self, s: &SvcView, e: Error) -> Option<Note> {
+        match e {
+            Error::LeaderLost(_) => {
+                self.leader_lost = Some(e);
+                None
+            }
+            e if e.is_transient() => {
+                tracing::warn!(service = %s.key, error = %e, "write failed; retrying with back-off");
+                self.transient.get_or_insert(e);
+                None
+            }
+            e => Some(Note::warning(
+                reason::ALLOCATION_FAILED,
+                format!(
+                    "the allocator cannot write this Service: {e}; check its RBAC and the Service's validity"
+                ),
+            )),
+        }
+    }
+
+    /// Not written because the release of an address it takes was not written.
+    fn waiting(s: &SvcView, releaser: &SvcPlan) -> Outcome {
+        tracing::info!(service = %s.key, waiting_for = %releaser.key, "waiting for a release before reusing its address");
+        Outcome {
+            transient: Some(Error::Waiting(releaser.key.to_string())),
+            ..Default::default()
+        }
+    }
+
+    /// Folds into the pass's first transient error; `Err` when leadership was lost.
+    fn merge_into(self, transient: &mut Option<Error>) -> Result<()> {
+        if let Some(l) = self.leader_lost {
+            return Err(l);
+        }
+        if let Some(e) = self.transient {
+            transient.get_or_insert(e);
+        }
+        Ok(())
+    }
 }
 
 /// Reasons of standing problems (Warning Events about a Service).
@@ -67,58 +126,70 @@ impl Applier {
             metrics,
             leading,
             told: Mutex::default(),
+            pending: Mutex::default(),
         }
     }
 
     /// Makes the cluster match `plan`. Returns the first transient error (the caller retries
     /// with back-off); permanent errors become Events.
+    ///
+    /// Service writes run [`WRITERS`] at a time; each Service's own writes stay in order
+    /// (status, then its Events, then annotations). Releases of addresses reused in the same
+    /// pass are written (and confirmed) first, see [`rounds`].
     pub async fn apply(&self, plan: &Plan, snap: &Snapshot, observer: &Observer) -> Result<()> {
         let mut transient: Option<Error> = None;
-        for p in &plan.services {
-            let Some(s) = snap.services.iter().find(|s| s.uid == p.uid) else {
-                continue;
-            };
-            let mut problems = p.problems.clone();
-            let mut ok = true;
-            for change in diff::service_changes(p, s) {
-                match self.write_service(&change, s).await {
-                    Ok(svc) => observer.wrote_service(svc),
-                    Err(e) if e.is_transient() => {
-                        tracing::warn!(service = %s.key, error = %e, "write failed; retrying with back-off");
-                        ok = false;
-                        transient.get_or_insert(e);
-                    }
-                    Err(Error::LeaderLost(l)) => return Err(Error::LeaderLost(l)),
-                    Err(e) => {
-                        ok = false;
-                        problems.push(Note::warning(
-                            reason::ALLOCATION_FAILED,
-                            format!("the allocator cannot write this Service: {e}; check its RBAC and the Service's validity"),
-                        ));
-                    }
+        let current = snap.services_by_uid();
+        self.retry_pending(&current).await;
+        let Rounds { first, second } = rounds(plan, |uid| current.get(uid).copied());
+        let mut released = vec![true; plan.services.len()];
+        let outcomes: Vec<(usize, Outcome)> = stream::iter(first)
+            .map(|(i, release_only)| {
+                let p = &plan.services[i];
+                let s = current[p.uid.as_str()];
+                async move {
+                    let o = match release_only {
+                        Some(kept) => self.release(&kept, s, observer).await,
+                        None => self.service(p, s, observer).await,
+                    };
+                    (i, o)
                 }
-            }
-            if ok {
-                for n in &p.news {
-                    self.event(s, n).await;
-                }
-                for a in &p.allocated {
-                    if let Some(g) = &p.group {
-                        self.metrics.allocated(g, *a);
-                    }
-                }
-            }
-            self.tell(s, &problems).await;
+            })
+            .buffer_unordered(WRITERS)
+            .collect()
+            .await;
+        for (i, o) in outcomes {
+            released[i] = o.status_written;
+            o.merge_into(&mut transient)?;
         }
-        let live: BTreeSet<&str> = plan.services.iter().map(|p| p.uid.as_str()).collect();
+        let outcomes: Vec<Outcome> = stream::iter(second)
+            .map(|(i, waits)| {
+                let p = &plan.services[i];
+                let s = current[p.uid.as_str()];
+                let blocked = waits.iter().find(|w| !released[**w]).copied();
+                async move {
+                    match blocked {
+                        Some(w) => Outcome::waiting(s, &plan.services[w]),
+                        None => self.service(p, s, observer).await,
+                    }
+                }
+            })
+            .buffer_unordered(WRITERS)
+            .collect()
+            .await;
+        for o in outcomes {
+            o.merge_into(&mut transient)?;
+        }
+        let live: HashSet<&str> = plan.services.iter().map(|p| p.uid.as_str()).collect();
         if let Ok(mut told) = self.told.lock() {
             told.retain(|uid, _| live.contains(uid.as_str()));
         }
+        let groups: HashMap<&str, &GroupView> =
+            snap.groups.iter().map(|g| (g.name.as_str(), g)).collect();
         for p in &plan.groups {
             for (family, capacity, allocated) in &p.usage {
                 self.metrics.usage(&p.name, *family, *capacity, *allocated);
             }
-            let Some(g) = snap.groups.iter().find(|g| g.name == p.name) else {
+            let Some(g) = groups.get(p.name.as_str()) else {
                 continue;
             };
             for change in diff::group_changes(p, g, snap.now) {
@@ -134,7 +205,119 @@ impl Applier {
                 }
             }
         }
-        transient.map_or(Ok(()), Err)
+        if let Some(e) = transient {
+            return Err(e);
+        }
+        if self.pending_count() > 0 {
+            return Err(Error::EventsPending);
+        }
+        Ok(())
+    }
+
+    /// One Service's writes, in order: status, the Events of the change, annotations, then the
+    /// standing problems. The AddressAllocated Event goes before the annotations so that a
+    /// crash in between leaves a Service without `ferrolb.io/allocated-by`, which the next
+    /// pass tells again (see `plan`).
+    async fn service(&self, p: &SvcPlan, s: &SvcView, observer: &Observer) -> Outcome {
+        let mut out = Outcome::default();
+        let mut problems = p.problems.clone();
+        let (status, annotations): (Vec<Change>, Vec<Change>) = diff::service_changes(p, s)
+            .into_iter()
+            .partition(|c| matches!(c, Change::SetIngress { .. } | Change::ClearIngress { .. }));
+        let mut write = async |changes: Vec<Change>, out: &mut Outcome| -> bool {
+            for change in changes {
+                match self.write_service(&change, s).await {
+                    Ok(svc) => observer.wrote_service(svc),
+                    Err(e) => {
+                        if let Some(note) = out.failed(s, e) {
+                            problems.push(note);
+                        }
+                        return false;
+                    }
+                }
+            }
+            true
+        };
+        out.status_written = write(status, &mut out).await;
+        if out.status_written && out.leader_lost.is_none() {
+            for n in &p.news {
+                if let Err(e) = self.event(s, n).await {
+                    tracing::warn!(service = %s.key, error = %e, "cannot publish an Event; retrying");
+                    self.pend(&s.uid, n.clone());
+                }
+            }
+            if write(annotations, &mut out).await {
+                for a in &p.allocated {
+                    if let Some(g) = &p.group {
+                        self.metrics.allocated(g, *a);
+                    }
+                }
+            }
+        }
+        if out.leader_lost.is_none()
+            && let Err(e) = self.tell(s, &problems).await
+        {
+            out.transient.get_or_insert(e);
+        }
+        out
+    }
+
+    /// The first half of a Service that gives up an address and takes one another Service gives
+    /// up: only the status, showing the addresses it keeps.
+    async fn release(&self, kept: &[IpAddr], s: &SvcView, observer: &Observer) -> Outcome {
+        let mut out = Outcome::default();
+        let change = if kept.is_empty() {
+            Change::ClearIngress { key: s.key.clone() }
+        } else {
+            Change::SetIngress {
+                key: s.key.clone(),
+                ingress: kept.to_vec(),
+            }
+        };
+        match self.write_service(&change, s).await {
+            Ok(svc) => {
+                observer.wrote_service(svc);
+                out.status_written = true;
+            }
+            Err(e) => {
+                if let Some(note) = out.failed(s, e)
+                    && let Err(e) = self.tell(s, &[note]).await
+                {
+                    out.transient.get_or_insert(e);
+                }
+            }
+        }
+        out
+    }
+
+    fn pend(&self, uid: &str, n: Note) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.entry(uid.to_string()).or_default().push(n);
+        }
+    }
+
+    fn pending_count(&self) -> usize {
+        self.pending.lock().map_or(0, |p| p.len())
+    }
+
+    /// Publishes the Events whose publication failed in an earlier pass, of Services still
+    /// there.
+    async fn retry_pending(&self, current: &HashMap<&str, &SvcView>) {
+        let pending = match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(_) => return,
+        };
+        for (uid, notes) in pending {
+            let Some(s) = current.get(uid.as_str()) else {
+                continue;
+            };
+            for n in notes {
+                if let Err(e) = self.event(s, &n).await {
+                    tracing::warn!(service = %s.key, error = %e, "cannot publish an Event; retrying");
+                    self.pend(&uid, n);
+                }
+            }
+        }
     }
 
     /// Remembers the standing problems already told (as Events) by an earlier allocator, so
@@ -260,8 +443,9 @@ impl Applier {
         })
     }
 
-    /// Tells the problems not told before; forgets those that went away.
-    async fn tell(&self, s: &SvcView, problems: &[Note]) {
+    /// Tells the problems not told before; forgets those that went away. A problem whose
+    /// Event cannot be published is forgotten too, so the next pass tells it again.
+    async fn tell(&self, s: &SvcView, problems: &[Note]) -> Result<()> {
         let fresh: Vec<Note> = match self.told.lock() {
             Ok(mut told) => {
                 let before = told.remove(&s.uid).unwrap_or_default();
@@ -274,6 +458,7 @@ impl Applier {
             }
             Err(_) => Vec::new(),
         };
+        let mut failed = None;
         for n in fresh {
             if matches!(
                 n.reason,
@@ -283,11 +468,20 @@ impl Applier {
             ) {
                 self.metrics.failed(n.reason);
             }
-            self.event(s, &n).await;
+            if let Err(e) = self.event(s, &n).await {
+                tracing::warn!(service = %s.key, error = %e, "cannot publish an Event; retrying");
+                if let Ok(mut told) = self.told.lock()
+                    && let Some(t) = told.get_mut(&s.uid)
+                {
+                    t.remove(&n);
+                }
+                failed.get_or_insert(e);
+            }
         }
+        failed.map_or(Ok(()), |e| Err(e.into()))
     }
 
-    async fn event(&self, s: &SvcView, n: &Note) {
+    async fn event(&self, s: &SvcView, n: &Note) -> Result<(), kube::Error> {
         let reference = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Service".into()),
@@ -312,8 +506,6 @@ impl Applier {
         // their note into one series and keeps the first note, which would hide e.g. the second
         // HolderChanged. Repeats are already suppressed by `told`.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        if let Err(e) = recorder.publish(&ev, &reference).await {
-            tracing::warn!(service = %s.key, error = %e, "cannot publish an Event");
-        }
+        recorder.publish(&ev, &reference).await
     }
 }

@@ -1,6 +1,6 @@
 //! From desired to observed: the writes needed, and none when everything is right.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use ferrolb_api::ServiceGroupStatus;
@@ -36,13 +36,16 @@ pub enum Change {
 /// Every write the plan needs against the snapshot it was made from.
 pub fn diff(plan: &Plan, snap: &Snapshot) -> Vec<Change> {
     let mut out = Vec::new();
+    let services = snap.services_by_uid();
     for p in &plan.services {
-        if let Some(s) = snap.services.iter().find(|s| s.uid == p.uid) {
+        if let Some(s) = services.get(p.uid.as_str()) {
             out.extend(service_changes(p, s));
         }
     }
+    let groups: HashMap<&str, &GroupView> =
+        snap.groups.iter().map(|g| (g.name.as_str(), g)).collect();
     for p in &plan.groups {
-        if let Some(g) = snap.groups.iter().find(|g| g.name == p.name) {
+        if let Some(g) = groups.get(p.name.as_str()) {
             out.extend(group_changes(p, g, snap.now));
         }
     }

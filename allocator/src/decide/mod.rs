@@ -4,6 +4,7 @@
 mod announce;
 pub mod diff;
 mod group_status;
+pub mod order;
 mod plan;
 mod select;
 #[cfg(test)]
@@ -17,6 +18,7 @@ use ferrolb_api::pool::Family;
 
 pub use diff::{Change, diff};
 pub use group_status::GroupChecks;
+pub use order::{Rounds, rounds};
 pub use plan::plan;
 pub use select::{Settings, choose_group, families, is_ours};
 

@@ -253,12 +253,16 @@ fn allocate(w: &mut Work<'_>, book: &mut Book, exhausted: &mut BTreeSet<(String,
             g.drop_owner(old, &w.owner.uid);
         }
         w.plan.allocated.push(a);
-        w.plan.news.push(Note::normal(
-            reason::ADDRESS_ALLOCATED,
-            format!("{a} allocated from ServiceGroup {gname}"),
-        ));
+        w.plan.news.push(allocated_note(a, &gname));
     }
     w.held_group = Some(gname);
+}
+
+fn allocated_note(addr: IpAddr, group: &str) -> Note {
+    Note::normal(
+        reason::ADDRESS_ALLOCATED,
+        format!("{addr} allocated from ServiceGroup {group}"),
+    )
 }
 
 fn fail(w: &mut Work<'_>, why: &'static str, message: String) {
@@ -309,6 +313,14 @@ fn finish(mut w: Work<'_>, snap: &Snapshot, book: &Book) -> SvcPlan {
             .insert(ann::ALLOCATED_FROM.into(), g.name.clone());
         p.annotations
             .insert(ann::POOL_TYPE.into(), g.group_type.as_str().into());
+        // The allocator writes a new address's status, then its Event, then the annotations:
+        // an address shown without our annotations may have lost its Event to a crash or a
+        // failed write, so it is told (again). At least once, never lost.
+        if !svc.written.contains_key(ann::ALLOCATED_BY) {
+            for &addr in ingress.iter().filter(|a| !p.allocated.contains(a)) {
+                p.news.push(allocated_note(addr, &g.name));
+            }
+        }
         for &addr in &ingress {
             announce::announce(snap, svc, g.group_type, addr, &mut p);
         }

@@ -156,6 +156,11 @@ impl Snapshot {
             .filter(|l| l.alive(self.now) && self.nodes.contains(&l.node))
     }
 
+    /// The Services by uid.
+    pub fn services_by_uid(&self) -> std::collections::HashMap<&str, &SvcView> {
+        self.services.iter().map(|s| (s.uid.as_str(), s)).collect()
+    }
+
     /// The next instant a fresh Lease expires (the decisions change then).
     pub fn next_expiry(&self) -> Option<Timestamp> {
         self.leases

@@ -1,7 +1,13 @@
 //! Families, requested addresses, release and the edges of pools.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use ferrolb_api::annotations as ann;
 use ferrolb_api::contracts::reason;
+use futures::StreamExt;
+use kube::ResourceExt;
+use kube::runtime::watcher;
 use serde_json::json;
 
 use crate::support::*;
@@ -241,4 +247,136 @@ async fn edge_pools_and_a_waiting_service_served_by_a_new_range() {
     )
     .await;
     env.wait_ips("e", &["192.0.2.41"]).await;
+}
+
+/// Watches the namespace's Services and records every moment two of them show one address.
+fn watch_for_doubles(env: &Env) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let doubles = Arc::new(Mutex::new(Vec::new()));
+    let out = doubles.clone();
+    let api = env.services();
+    let task = tokio::spawn(async move {
+        let mut shown: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let stream = watcher(api, watcher::Config::default());
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                    shown.insert(s.name_any(), ingress(Some(&s)));
+                }
+                Ok(watcher::Event::Delete(s)) => {
+                    shown.remove(&s.name_any());
+                }
+                _ => continue,
+            }
+            let mut owners: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for (name, ips) in &shown {
+                for ip in ips {
+                    owners.entry(ip.as_str()).or_default().push(name.as_str());
+                }
+            }
+            for (ip, names) in owners.iter().filter(|(_, n)| n.len() > 1) {
+                let mut d = out.lock().unwrap_or_else(|p| p.into_inner());
+                d.push(format!("{ip} shown by {names:?}"));
+            }
+        }
+    });
+    (doubles, task)
+}
+
+#[tokio::test]
+async fn family_changes_keep_addresses_and_a_freed_address_never_shows_twice() {
+    let Some(env) = env("alloc-reuse").await else {
+        return;
+    };
+    let (g, fenced) = (env.group_name("g"), env.group_name("fenced"));
+    const N: usize = 6;
+    env.apply_group(
+        &g,
+        local(
+            &[("192.0.2.0/24", "192.0.2.30-192.0.2.45")],
+            &[("2001:db8:5::/64", "2001:db8:5::10-2001:db8:5::15")],
+        ),
+    )
+    .await;
+    let mut spec = local(&[("192.0.2.0/24", "192.0.2.50/32")], &[]);
+    spec["namespaces"] = json!(["somewhere-else"]);
+    env.apply_group(&fenced, spec).await;
+    let (doubles, watch) = watch_for_doubles(&env);
+    let mut a = env.allocator("a", false);
+    let dual = |i: usize| format!("dual-{i}");
+    let mut v4 = Vec::new();
+    for i in 0..N {
+        env.apply_svc(&svc(&dual(i)).group(&g).policy("RequireDualStack"))
+            .await;
+    }
+    for i in 0..N {
+        let ips = env.wait_any_ips(&dual(i), 2).await;
+        v4.push(ips[0].clone());
+    }
+    // Every IPv6 address is taken: these wait.
+    for i in 0..N {
+        env.apply_svc(&svc(&format!("six-{i}")).group(&g).v6())
+            .await;
+    }
+    env.wait_event("six-0", reason::ALLOCATION_FAILED).await;
+    // Stopped, every dual-stack Service becomes single-stack: the next pass releases N IPv6
+    // addresses and hands them to the waiting Services, all at once.
+    a.kill();
+    for i in 0..N {
+        env.apply_svc(&svc(&dual(i)).group(&g).policy("SingleStack"))
+            .await;
+    }
+    let _b = env.allocator("b", false);
+    for (i, ip) in v4.iter().enumerate() {
+        env.wait_any_ips(&format!("six-{i}"), 1).await;
+        env.wait_ips(&dual(i), &[ip.as_str()]).await;
+    }
+    // Single to dual-stack keeps the IPv4 address; a Service of another type is left alone; a
+    // request of the wrong family and a group fenced to other namespaces allocate nothing.
+    env.delete_svc("six-0").await;
+    env.apply_svc(&svc(&dual(0)).group(&g).policy("PreferDualStack"))
+        .await;
+    let ips = env.wait_any_ips(&dual(0), 2).await;
+    assert_eq!(ips[0], v4[0], "the IPv4 address is kept");
+    env.apply_svc(&svc("nodeport").group(&g).spec("type", "NodePort".into()))
+        .await;
+    env.apply_svc(
+        &svc("wrong-family")
+            .group(&g)
+            .ann(ann::ADDRESSES, "2001:db8:5::15"),
+    )
+    .await;
+    let note = env
+        .wait_event("wrong-family", reason::REQUESTED_ADDRESS_UNAVAILABLE)
+        .await;
+    assert!(note.contains("2001:db8:5::15"), "{note}");
+    env.apply_svc(&svc("fenced").group(&fenced)).await;
+    let note = env.wait_event("fenced", reason::ALLOCATION_FAILED).await;
+    assert!(note.contains("namespace"), "{note}");
+    assert!(env.ips("nodeport").await.is_empty());
+    assert!(env.ips("wrong-family").await.is_empty());
+    assert!(env.ips("fenced").await.is_empty());
+    watch.abort();
+    let doubles = doubles.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(doubles.is_empty(), "addresses shown twice: {doubles:?}");
+}
+
+#[tokio::test]
+async fn serves_only_its_class_without_handle_unclassed() {
+    let Some(env) = env("alloc-classed").await else {
+        return;
+    };
+    let g = env.group_name("g");
+    env.apply_group(&g, local(&[("192.0.2.0/24", "192.0.2.60-192.0.2.61")], &[]))
+        .await;
+    let _a = env.allocator_with("a", false, &["--handle-unclassed", "false"]);
+    env.apply_svc(&svc("unclassed").group(&g)).await;
+    env.apply_svc(&svc("classed").group(&g).spec(
+        "loadBalancerClass",
+        ferrolb_api::contracts::LOAD_BALANCER_CLASS.into(),
+    ))
+    .await;
+    env.wait_ips("classed", &["192.0.2.60"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(env.ips("unclassed").await.is_empty(), "not ours");
 }

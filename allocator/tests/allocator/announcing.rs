@@ -95,6 +95,31 @@ async fn mirrors_holders_from_per_node_leases() {
     assert!(note.contains(&n1), "{note}");
     env.wait_event_with("a", reason::HOLDER_CHANGED, &format!("was {n1}"))
         .await;
+    // Two Leases list the address: both are shown, as the nodes report it.
+    write_lease(&env, &n1, base("192.0.2.110", "1")).await;
+    let both = format!("{n1},eth0,192.0.2.110 {n2},eth0,192.0.2.110");
+    eventually("announcing-IPv4 from both", || async {
+        (env.annotations("a").await.get(ann::ANNOUNCING_IPV4) == Some(&both)).then_some(())
+    })
+    .await;
+    // A Lease past its duration is ignored.
+    let past = (Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60))
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), INSTALL_NAMESPACE);
+    leases
+        .patch(
+            &node_lease_name(&n2),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": { "renewTime": past } })),
+        )
+        .await
+        .expect("lease");
+    let want = format!("{n1},eth0,192.0.2.110");
+    eventually("announcing-IPv4 from n1 alone", || async {
+        (env.annotations("a").await.get(ann::ANNOUNCING_IPV4) == Some(&want)).then_some(())
+    })
+    .await;
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), INSTALL_NAMESPACE);
     for n in [&n1, &n2] {
         let _ = leases

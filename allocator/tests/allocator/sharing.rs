@@ -64,4 +64,15 @@ async fn shares_an_address_by_key_and_refuses_what_breaks_the_rules() {
     .await;
     env.apply_svc(&svc("last").group(&g)).await;
     env.wait_ips("last", &[ip[0].as_str()]).await;
+    // A key added after allocation binds to the address the Service already has.
+    env.apply_svc(&svc("last").group(&g).ann(ALLOW_SHARED_IP, "late"))
+        .await;
+    env.apply_svc(
+        &svc("buddy")
+            .group(&g)
+            .ann(ALLOW_SHARED_IP, "late")
+            .ports(&[("TCP", 8081)]),
+    )
+    .await;
+    env.wait_ips("buddy", &[ip[0].as_str()]).await;
 }

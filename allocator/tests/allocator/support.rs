@@ -112,6 +112,11 @@ impl Env {
 
     /// Starts the allocator binary serving only this test's namespace and groups.
     pub fn allocator(&self, identity: &str, leader_elect: bool) -> Allocator {
+        self.allocator_with(identity, leader_elect, &[])
+    }
+
+    /// [`Env::allocator`] with extra flags.
+    pub fn allocator_with(&self, identity: &str, leader_elect: bool, extra: &[&str]) -> Allocator {
         let metrics = free_port();
         let log =
             std::env::temp_dir().join(format!("ferrolb-allocator-{}-{identity}.log", self.name()));
@@ -131,6 +136,7 @@ impl Env {
                 "--group-selector",
                 &format!("{SCOPE_LABEL}={}", self.name()),
             ])
+            .args(extra)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(out.try_clone().expect("log"))
             .stderr(out);

@@ -29,6 +29,16 @@ pub const MANAGEMENT_ADDRESS: &str = "198.18.0.1";
 /// Service CIDRs of the test cluster (dual-stack).
 pub const SERVICE_CIDRS: &str = "198.19.0.0/16,fd00:198:19::/112";
 
+/// kube-apiserver flags for benchmarks that create thousands of Services. Since 1.33 the API
+/// server allocates ClusterIPs through IPAddress objects and, on every allocation, counts all of
+/// them for a metric (`Allocator.Used`), so a create costs time in proportion to the Services
+/// already there. Emulating 1.33 is the newest version that lets the bitmap allocator
+/// (constant cost per create) be chosen again.
+pub const BITMAP_CLUSTER_IP_ALLOCATOR: &[&str] = &[
+    "--emulated-version=kube=1.33",
+    "--feature-gates=MultiCIDRServiceAllocator=false",
+];
+
 /// A running control plane. Dropping it stops the processes and removes its files.
 pub struct ControlPlane {
     dir: PathBuf,
@@ -85,6 +95,12 @@ impl ControlPlane {
 
     /// Starts a control plane of its own (for a test that restarts or breaks it).
     pub async fn start() -> anyhow::Result<ControlPlane> {
+        Self::start_with(&[]).await
+    }
+
+    /// [`ControlPlane::start`] with extra kube-apiserver flags, e.g.
+    /// [`BITMAP_CLUSTER_IP_ALLOCATOR`] for benchmarks.
+    pub async fn start_with(apiserver_flags: &[&str]) -> anyhow::Result<ControlPlane> {
         procs::cleanup_leftovers();
         let dir = procs::run_dir()?;
         certs::write_pki(&dir)?;
@@ -146,7 +162,10 @@ impl ControlPlane {
                 "--enable-priority-and-fairness=false".into(),
                 "--profiling=false".into(),
                 "--v=0".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(apiserver_flags.iter().map(|f| f.to_string()))
+            .collect::<Vec<_>>(),
             &dir,
         )?);
         let client = cp.client().await?;

@@ -346,3 +346,19 @@ fn unclassed_services_are_left_alone_when_told() {
     assert!(w.ips("a").is_empty());
     assert_eq!(w.ips("b"), vec!["192.0.2.10"]);
 }
+
+#[test]
+fn an_address_shown_without_our_annotations_is_told_again() {
+    let mut w = World::new(&[small("g")], &[svc("a").group("g")]);
+    let p = w.pass();
+    let reasons = |p: &Plan| -> Vec<&str> { of(p, "a").news.iter().map(|n| n.reason).collect() };
+    assert_eq!(reasons(&p), vec![reason::ADDRESS_ALLOCATED]);
+    // A crash after the status write, before the Event and the annotations.
+    w.snap.services[0].written.clear();
+    let p = plan(&w.snap, &w.settings);
+    assert_eq!(reasons(&p), vec![reason::ADDRESS_ALLOCATED]);
+    assert!(of(&p, "a").allocated.is_empty(), "nothing new is allocated");
+    assert_eq!(of(&p, "a").ingress, w.snap.services[0].ingress);
+    w.pass();
+    assert!(reasons(&plan(&w.snap, &w.settings)).is_empty());
+}
