@@ -1,6 +1,7 @@
 //! ferrolb's node agent: decides which addresses this node carries and puts them in the kernel.
 
 pub mod apply;
+pub mod conflict;
 pub mod decide;
 pub mod gossip;
 pub mod gratuitous;

@@ -27,6 +27,13 @@ struct AddressLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConflictLabels {
+    family: &'static str,
+    /// `agent` (another ferrolb agent) or `foreign` (a host that is no agent).
+    with: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FamilyLabels {
     family: &'static str,
 }
@@ -54,6 +61,7 @@ pub struct Metrics {
     reconcile: Histogram,
     gossip: AuthCounters,
     live_peers: Gauge,
+    conflicts: Family<ConflictLabels, Counter>,
     ready: AtomicBool,
 }
 
@@ -76,6 +84,7 @@ impl Metrics {
             reconcile: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             gossip: AuthCounters::default(),
             live_peers: Gauge::default(),
+            conflicts: Family::default(),
             ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
@@ -129,6 +138,12 @@ impl Metrics {
             "agent_gossip_live_peers",
             "Other nodes alive in this agent's gossip view",
             m.live_peers.clone(),
+        );
+        registry.register(
+            "agent_address_conflicts",
+            "Answers from another MAC to this node's conflict probes for an address it holds or \
+             waits for, by family and by whether the MAC is another agent's or foreign",
+            m.conflicts.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -189,6 +204,15 @@ impl Metrics {
     /// The counters the authenticated gossip transport updates.
     pub fn gossip_counters(&self) -> AuthCounters {
         self.gossip.clone()
+    }
+
+    pub fn address_conflict(&self, address: IpAddr, agent: bool) {
+        self.conflicts
+            .get_or_create(&ConflictLabels {
+                family: family_label(address),
+                with: if agent { "agent" } else { "foreign" },
+            })
+            .inc();
     }
 
     pub fn live_peers(&self, n: usize) {

@@ -52,6 +52,17 @@ impl NodeEvents {
         });
     }
 
+    /// `AddressConflict`: another MAC answered for a local address; `note` says who keeps it.
+    pub fn address_conflict(&self, note: String) {
+        self.publish(Event {
+            type_: EventType::Warning,
+            reason: reason::ADDRESS_CONFLICT.into(),
+            note: Some(truncate(note)),
+            action: "Probe".into(),
+            secondary: None,
+        });
+    }
+
     fn publish(&self, event: Event) {
         let this = self.clone();
         tokio::spawn(async move {

@@ -8,7 +8,7 @@ use ferrolb_api::pool::Family;
 use ferrolb_api::servicegroup::GroupType;
 use ipnetwork::IpNetwork;
 
-use super::interfaces::{carries_subnet, local_interface, offered_subnets};
+use super::interfaces::{carries_subnet, local_interface, offered_subnets, own_addresses};
 use super::{IFA_F_NODAD, IFA_F_NOPREFIXROUTE, local_eligibility, virtual_eligibility};
 use crate::snapshot::{
     Group, GroupPool, Interface, Lifecycle, Lifetime, ServiceAddresses, Snapshot,
@@ -124,6 +124,8 @@ pub fn desired(snapshot: &Snapshot, holds: &Holds<'_>) -> Desired {
         holds,
         v4,
         v6,
+        own_v4: v4.map(|i| own_addresses(i, Family::V4)).unwrap_or_default(),
+        own_v6: v6.map(|i| own_addresses(i, Family::V6)).unwrap_or_default(),
         eligible: local_eligibility(
             &snapshot.node,
             &snapshot.config,
@@ -173,6 +175,9 @@ struct Context<'s> {
     holds: &'s Holds<'s>,
     v4: Option<&'s Interface>,
     v6: Option<&'s Interface>,
+    /// The node's own addresses on the local interface of each family.
+    own_v4: Vec<IpAddr>,
+    own_v6: Vec<IpAddr>,
     eligible: Option<IneligibleReason>,
     virtual_eligible: Option<IneligibleReason>,
 }
@@ -212,12 +217,12 @@ impl Context<'_> {
             return Err(SkipReason::NotEligible(reason));
         }
         let family = Family::of(address);
-        let interface = match family {
-            Family::V4 => self.v4,
-            Family::V6 => self.v6,
-        }
-        .ok_or(SkipReason::NoLocalInterface(family))?;
-        if !carries_subnet(interface, pool.subnet) {
+        let (interface, own) = match family {
+            Family::V4 => (self.v4, &self.own_v4),
+            Family::V6 => (self.v6, &self.own_v6),
+        };
+        let interface = interface.ok_or(SkipReason::NoLocalInterface(family))?;
+        if !carries_subnet(own, pool.subnet) {
             return Err(SkipReason::SubnetNotOnLocalInterface {
                 interface: interface.name.clone(),
                 subnet: pool.subnet,

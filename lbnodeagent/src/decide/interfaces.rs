@@ -84,13 +84,12 @@ pub(crate) fn own_addresses(interface: &Interface, family: Family) -> Vec<IpAddr
         .collect()
 }
 
-/// The interface carries an address of its own inside `subnet`. Our own addresses do not count:
-/// otherwise an address would keep its subnet alive after the node's own address went away.
-pub(crate) fn carries_subnet(interface: &Interface, subnet: IpNetwork) -> bool {
-    interface
-        .addresses
-        .iter()
-        .any(|a| offers(a, Family::of(subnet.ip())) && subnet.contains(a.address))
+/// The interface whose own addresses (see [`own_addresses`]) are `own` carries one inside
+/// `subnet`. Our own addresses do not count: otherwise an address would keep its subnet alive
+/// after the node's own address went away. The caller lists `own` once per round: the
+/// interface may carry thousands of our addresses, and this is asked for each of them.
+pub(crate) fn carries_subnet(own: &[IpAddr], subnet: IpNetwork) -> bool {
+    own.iter().any(|a| subnet.contains(*a))
 }
 
 /// Both local interfaces (v4, v6), each at most once.

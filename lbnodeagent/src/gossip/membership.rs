@@ -127,7 +127,10 @@ impl Membership {
         let live: BTreeSet<ChitchatId> = guard.live_nodes().cloned().collect();
         let mut by_name: BTreeMap<String, (u64, Peer)> = BTreeMap::new();
         for (id, state) in guard.node_states() {
-            let alive = live.contains(id);
+            // Live only once its key-values are here too: the failure detector can call a
+            // node live from a digest before the delta with its keys arrives, and a node seen
+            // without its `h/` keys would look as if it held nothing.
+            let alive = live.contains(id) && state.get(gossip::KEY_ELIGIBLE).is_some();
             let published = decode(state.key_values());
             let entry = by_name.entry(id.node_id.to_string()).or_insert_with(|| {
                 (

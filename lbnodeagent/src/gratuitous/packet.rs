@@ -63,7 +63,7 @@ pub fn unsolicited_na(mac: [u8; 6], address: Ipv6Addr) -> Vec<u8> {
 }
 
 /// The Internet checksum of ICMPv6 over the IPv6 pseudo-header (RFC 8200 8.1).
-fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
+pub(crate) fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
     let len = u32::try_from(message.len()).expect("a short message");
     let mut sum: u32 = 0;
     let mut add = |bytes: &[u8]| {

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use ferrolb_api::contracts::lease;
+use ferrolb_api::contracts::{NODE_LEASE_PREFIX, lease};
 use ipnetwork::IpNetwork;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -109,6 +109,35 @@ impl Decider {
             Decider::Elected(view) => view
                 .as_ref()
                 .is_some_and(|v| v.should_hold(addr, endpoint_nodes, on_kernel.contains(&addr))),
+        }
+    }
+
+    /// A node that is not live in gossip (crashed, or cut off) still published `addr`: its
+    /// copy may linger until its lifetime ends, so this node probes before it adds it.
+    pub fn lingering(&self, addr: IpAddr) -> bool {
+        match self {
+            Decider::Elected(Some(v)) => v
+                .peers
+                .iter()
+                .any(|p| p.name != v.me && !p.alive && p.published.holding.contains(&addr)),
+            _ => false,
+        }
+    }
+
+    /// The LAN MACs every node in the gossip view published, live or not.
+    pub fn macs(&self) -> Vec<(String, String)> {
+        match self {
+            Decider::Elected(Some(v)) => v
+                .peers
+                .iter()
+                .flat_map(|p| {
+                    p.published
+                        .macs
+                        .values()
+                        .map(|m| (m.clone(), p.name.clone()))
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 }
@@ -299,12 +328,16 @@ impl Election {
 }
 
 /// The nodes whose per-node Lease is fresh (renewTime + duration in the future), with the
-/// gossip address they publish.
+/// gossip address they publish. Other Leases of the namespace (the allocator's) are not nodes.
 fn fresh_leases(
     leases: &[Arc<Lease>],
     now: Timestamp,
 ) -> impl Iterator<Item = (String, Option<SocketAddr>)> + '_ {
     leases.iter().filter_map(move |l| {
+        l.metadata
+            .name
+            .as_deref()?
+            .strip_prefix(NODE_LEASE_PREFIX)?;
         let spec = l.spec.as_ref()?;
         let renewed = spec.renew_time.as_ref()?.0;
         let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds?));
@@ -320,4 +353,41 @@ fn fresh_leases(
             .and_then(|a| a.parse().ok());
         Some((node, addr))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+
+    fn lease(name: &str, holder: &str, renewed: Timestamp) -> Arc<Lease> {
+        Arc::new(Lease {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                annotations: Some(
+                    [(lease::GOSSIP_ADDR.to_string(), "192.0.2.1:7947".to_string())].into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.into()),
+                lease_duration_seconds: Some(15),
+                renew_time: Some(MicroTime(renewed)),
+                ..LeaseSpec::default()
+            }),
+        })
+    }
+
+    #[test]
+    fn only_fresh_per_node_leases_are_nodes() {
+        let now = Timestamp::now();
+        let leases = [
+            lease("ferrolb-node-a", "a", now),
+            lease("ferrolb-node-b", "b", now - SignedDuration::from_secs(20)),
+            lease("ferrolb-allocator", "ferrolb-allocator-7f9c", now),
+        ];
+        let nodes: Vec<String> = fresh_leases(&leases, now).map(|(n, _)| n).collect();
+        assert_eq!(nodes, ["a"]);
+    }
 }

@@ -22,6 +22,7 @@ pub use stores::Stores;
 
 use self::election::Election;
 use crate::apply::{LeasePublisher, NodeEvents};
+use crate::conflict::{Prober, Reporting};
 use crate::decide::{agent_config, renewal_period};
 use crate::metrics::Metrics;
 use crate::netlink::{Netlink, PROTO_PROBE_ADDRESS};
@@ -49,6 +50,8 @@ pub(crate) struct Context {
     events: NodeEvents,
     lease: LeasePublisher,
     held: Held,
+    /// Conflict probes; only where holders are elected.
+    prober: Option<Prober>,
 }
 
 /// Kernel notifications come in bursts (an address and its routes): one round for a burst.
@@ -98,14 +101,26 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
         _ = terminate.recv() => return Ok(()),
         _ = interrupt.recv() => return Ok(()),
     }
+    let events = NodeEvents::new(client.clone(), &cfg.node);
+    let held = Held::default();
+    let prober = matches!(cfg.holder, Holder::Elected(_)).then(|| {
+        Prober::start(Reporting {
+            node: cfg.node.clone(),
+            held: held.clone(),
+            events: events.clone(),
+            metrics: cfg.metrics.clone(),
+            wake: wake.clone(),
+        })
+    });
     let ctx = Context {
-        lease: LeasePublisher::start(client.clone(), &cfg.namespace, &cfg.node),
-        events: NodeEvents::new(client, &cfg.node),
+        lease: LeasePublisher::start(client, &cfg.namespace, &cfg.node),
+        events,
         node: cfg.node,
         netlink,
         stores,
         metrics: cfg.metrics,
-        held: Held::default(),
+        held,
+        prober,
     };
     let mut election = Election::new(&ctx.node, cfg.holder, keys, &ctx.metrics, wake.clone());
     let cluster = ctx.stores.cluster(&ctx.node);

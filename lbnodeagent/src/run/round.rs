@@ -1,16 +1,22 @@
 //! One reconcile round: snapshot → `desired` → `diff` → `apply`, then metrics, Events,
 //! gratuitous ARP/NA for new local addresses, and the Lease's annotations.
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use ferrolb_api::LBNodeAgent;
+use ferrolb_api::contracts::lease;
+use k8s_openapi::api::coordination::v1::Lease;
 
 use tracing::{debug, warn};
 
 use super::Context;
 use super::election::Election;
 use crate::apply::{Applied, Outcome, apply};
+use crate::conflict::rules::{Mac, parse_mac};
 use crate::decide::{
     AddressKind, Change, Observed, agent_config, blocked, desired, diff, gossip_addr,
     gossip_published, lease_annotations, node_subnets, owned_local_addresses,
@@ -53,6 +59,7 @@ pub async fn reconcile(
             None => return Err(e),
         },
     };
+    let conflict_probe = conflict_probe(&cluster.agents, &config);
     let snapshot = Snapshot {
         node: cluster.node,
         config,
@@ -72,10 +79,34 @@ pub async fn reconcile(
             &ctx.metrics,
         )
         .await;
+    // The wire has a say too: an address someone else still answers for waits (DESIGN.md,
+    // conflicts on the wire).
+    let asked = Mutex::new(BTreeSet::new());
     let holds = |a: &IpAddr, endpoint_nodes: Option<&BTreeSet<String>>| {
-        decider.holds(*a, endpoint_nodes, &on_kernel)
+        let elected = decider.holds(*a, endpoint_nodes, &on_kernel);
+        match &ctx.prober {
+            None => elected,
+            Some(prober) => {
+                if elected {
+                    asked.lock().unwrap_or_else(|p| p.into_inner()).insert(*a);
+                }
+                prober.allows(*a, elected, on_kernel.contains(a), decider.lingering(*a))
+            }
+        }
     };
     let want = desired(&snapshot, &holds);
+    if let Some(prober) = &ctx.prober {
+        let asked = asked.into_inner().unwrap_or_else(|p| p.into_inner());
+        prober.update(
+            known_macs(decider.macs(), &leases),
+            [
+                want.local_interface_v4.clone(),
+                want.local_interface_v6.clone(),
+            ],
+            conflict_probe,
+            &asked,
+        );
+    }
     let observed = Observed::from_kernel(&snapshot.kernel);
     let changes = diff(&want, &observed);
     for skip in &want.skipped {
@@ -169,4 +200,44 @@ fn announce(ctx: &Context, config: &AgentConfig, interface: String, address: IpA
         )
         .await
     });
+}
+
+/// `conflictProbe` of the LBNodeAgent in force (the CRD's default, 1 s, when there is none or
+/// it does not parse).
+fn conflict_probe(agents: &[LBNodeAgent], config: &AgentConfig) -> Duration {
+    config
+        .source
+        .as_deref()
+        .and_then(|name| {
+            agents
+                .iter()
+                .find(|a| a.metadata.name.as_deref() == Some(name))
+        })
+        .and_then(|a| ferrolb_api::duration::parse(&a.spec.conflict_probe).ok())
+        .unwrap_or(Duration::from_secs(1))
+}
+
+/// Every agent's LAN MAC: what gossip shows (`gossip`, as (mac, node)) and what the per-node
+/// Leases say (`ferrolb.io/mac`: `interface=mac ...`), live or not.
+fn known_macs(gossip: Vec<(String, String)>, leases: &[Arc<Lease>]) -> BTreeMap<Mac, String> {
+    let from_leases = leases.iter().flat_map(|l| {
+        let node = l.spec.as_ref().and_then(|s| s.holder_identity.clone());
+        let macs = l
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(lease::MAC))
+            .cloned()
+            .unwrap_or_default();
+        let pairs: Vec<(String, String)> = macs
+            .split_whitespace()
+            .filter_map(|pair| pair.split_once('=').map(|(_, m)| m.to_string()))
+            .filter_map(|m| Some((m, node.clone()?)))
+            .collect();
+        pairs
+    });
+    from_leases
+        .chain(gossip)
+        .filter_map(|(mac, node)| Some((parse_mac(&mac)?, node)))
+        .collect()
 }

@@ -7,13 +7,15 @@
 
 #![allow(dead_code)]
 
+pub mod sampler;
+
 use std::future::Future;
 use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferrolb_api::annotations::ALLOCATED_FROM;
-use ferrolb_api::contracts::{gossip, node_lease_name};
+use ferrolb_api::contracts::{CLUSTER_EVENTS_NAMESPACE, gossip, node_lease_name, reason};
 use ferrolb_api::servicegroup::{LocalSpec, Pool, VirtualSpec};
 use ferrolb_api::{LBNodeAgent, LBNodeAgentSpec, ServiceGroup, ServiceGroupSpec};
 use ferrolb_e2e::controlplane::{ControlPlane, TestNamespace};
@@ -21,6 +23,7 @@ use ferrolb_e2e::kubelet;
 use ferrolb_e2e::topology::{Process, Topology};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
@@ -96,6 +99,10 @@ impl World {
     pub fn local_group(&self) -> String {
         format!("{}-local", self.name())
     }
+    /// A second local group, for tests that need more addresses than the first has.
+    pub fn soak_group(&self) -> String {
+        format!("{}-soak", self.name())
+    }
     pub fn virtual_group(&self) -> String {
         format!("{}-virtual", self.name())
     }
@@ -119,6 +126,26 @@ impl World {
             &agent,
         )
         .await;
+    }
+
+    /// Creates [`World::soak_group`] with these pools (ranges inside the LAN's subnets).
+    pub async fn create_soak_group(&self, v4: &str, v6: &str) {
+        let pool = |subnet: &str, pool: &str| Pool {
+            subnet: subnet.into(),
+            pool: pool.into(),
+            aggregation: None,
+        };
+        let spec = ServiceGroupSpec {
+            local: Some(LocalSpec {
+                v4pools: vec![pool("192.0.2.0/24", v4)],
+                v6pools: vec![pool("2001:db8:1::/64", v6)],
+            }),
+            auto_assign: false,
+            ..Default::default()
+        };
+        let name = self.soak_group();
+        let api = Api::<ServiceGroup>::all(self.client.clone());
+        apply(&api, &name, &ServiceGroup::new(&name, spec)).await;
     }
 
     async fn groups(&self) {
@@ -336,6 +363,68 @@ impl World {
     }
 }
 
+impl World {
+    /// The notes of the `AddressConflict` Events on node `i`'s Node that mention `address`.
+    pub async fn conflict_events(&self, i: usize, address: &str) -> Vec<String> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), CLUSTER_EVENTS_NAMESPACE);
+        let list = api.list(&Default::default()).await.expect("list Events");
+        list.items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason::ADDRESS_CONFLICT))
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(self.nodes[i].as_str())
+            })
+            .filter_map(|e| e.note)
+            .filter(|n| n.split_whitespace().next() == Some(address))
+            .collect()
+    }
+
+    /// Gossip (UDP 7947) between the nodes of `a` and those of `b` is dropped, with nftables
+    /// inside the node namespaces; the LAN itself keeps working.
+    pub fn block_gossip(&self, a: &[usize], b: &[usize]) {
+        for (mine, theirs) in [(a, b), (b, a)] {
+            let sources: Vec<String> = theirs
+                .iter()
+                .flat_map(|&j| {
+                    let n = self.topo.node(j);
+                    [n.lan_v4().to_string(), n.lan_v6().to_string()]
+                })
+                .collect();
+            let (v4, v6): (Vec<&String>, Vec<&String>) =
+                sources.iter().partition(|s| !s.contains(':'));
+            let join =
+                |v: Vec<&String>| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+            let rules = format!(
+                "table inet {GOSSIP_TABLE} {{\n chain input {{\n  type filter hook input priority 0;\n  \
+                 ip saddr {{ {} }} udp dport {port} drop\n  ip6 saddr {{ {} }} udp dport {port} drop\n }}\n}}\n",
+                join(v4),
+                join(v6),
+                port = gossip::PORT,
+            );
+            for &i in mine {
+                let path = self.topo.dir().join(format!("gossip-block-n{i}.nft"));
+                std::fs::write(&path, &rules).expect("write the nft rules");
+                let file = path.to_string_lossy().to_string();
+                self.topo
+                    .run(self.node_ns(i), &["nft", "-f", &file])
+                    .unwrap_or_else(|e| panic!("nft in node {i}: {e}"));
+            }
+        }
+    }
+
+    /// Gossip flows again between every node.
+    pub fn unblock_gossip(&self) {
+        for i in 0..self.nodes.len() {
+            let _ = self.topo.run(
+                self.node_ns(i),
+                &["nft", "delete", "table", "inet", GOSSIP_TABLE],
+            );
+        }
+    }
+}
+
+const GOSSIP_TABLE: &str = "ferrolb_test_gossip";
+
 impl Drop for World {
     fn drop(&mut self) {
         // Stop the agents before their namespaces go; then the cluster-scoped objects.
@@ -343,6 +432,7 @@ impl Drop for World {
         let mut objects = vec![
             format!("servicegroup/{}", self.local_group()),
             format!("servicegroup/{}", self.virtual_group()),
+            format!("servicegroup/{}", self.soak_group()),
             format!("lbnodeagent/{}", self.name()),
         ];
         objects.extend(self.nodes.iter().map(|n| format!("node/{n}")));
