@@ -209,7 +209,7 @@ struct Watch {
     answers: mpsc::Sender<Heard>,
     next_full: Instant,
     last_held: BTreeSet<(String, IpAddr)>,
-    reported: BTreeMap<(IpAddr, Mac), Instant>,
+    reported: BTreeMap<(IpAddr, Mac, bool), Instant>,
 }
 
 async fn probe_loop(shared: Arc<Mutex<Shared>>, r: Reporting) {
@@ -390,16 +390,17 @@ impl Watch {
         }
     }
 
-    /// A metric per conflict seen; an Event per conflict at most every [`EVENT_EVERY`].
+    /// A metric per conflict seen; an Event per (address, MAC, known agent or not) at most every
+    /// [`EVENT_EVERY`]: a MAC first seen as foreign and later known as an agent's is told again.
     fn report(&mut self, address: IpAddr, mac: Mac, agent: bool, note: impl FnOnce() -> String) {
         self.r.metrics.address_conflict(address, agent);
         let now = Instant::now();
         self.reported
             .retain(|_, at| now.duration_since(*at) < EVENT_EVERY);
-        if self.reported.contains_key(&(address, mac)) {
+        if self.reported.contains_key(&(address, mac, agent)) {
             return;
         }
-        self.reported.insert((address, mac), now);
+        self.reported.insert((address, mac, agent), now);
         self.r.events.address_conflict(note());
     }
 }

@@ -139,16 +139,20 @@ impl View {
     }
 }
 
-/// A starting agent's view has settled when it has heard from every node whose per-node Lease
-/// is fresh, or when `settle` has passed since it started.
+/// A starting agent's view has settled when `settle` has passed since it started, or earlier
+/// when it has heard from every node whose per-node Lease is fresh and its own Lease is among
+/// them. Without its own Lease (a cold start: the Leases of the others may not be written
+/// yet either) "heard from everyone" proves nothing, so it waits the whole `settle`.
 pub fn settled(
+    me: &str,
     started: Instant,
     now: Instant,
     settle: Duration,
     fresh_leases: &BTreeSet<String>,
     heard_from: &BTreeSet<String>,
 ) -> bool {
-    now.duration_since(started) >= settle || fresh_leases.is_subset(heard_from)
+    now.duration_since(started) >= settle
+        || (fresh_leases.contains(me) && fresh_leases.is_subset(heard_from))
 }
 
 #[cfg(test)]

@@ -210,7 +210,14 @@ impl Election {
             Some(t) if self.was_eligible => t.max(member.started),
             _ => Instant::now(),
         };
-        let settled = settled(since, Instant::now(), settle, &fresh, &heard_from);
+        let settled = settled(
+            &self.node,
+            since,
+            Instant::now(),
+            settle,
+            &fresh,
+            &heard_from,
+        );
         if settled != self.was_settled {
             let waiting: Vec<&String> = fresh.difference(&heard_from).collect();
             let view: Vec<String> = peers

@@ -199,9 +199,22 @@ fn settles_when_every_fresh_node_was_heard_or_the_time_is_up() {
     for (name, after, heard, want) in cases {
         let heard: BTreeSet<String> = heard.into_iter().map(String::from).collect();
         assert_eq!(
-            settled(t0, t0 + after, settle, &fresh, &heard),
+            settled("a", t0, t0 + after, settle, &fresh, &heard),
             want,
             "{name}"
         );
     }
+    // A cold start: its own Lease is not there yet, so nothing proves it heard from everyone.
+    let early = t0 + Duration::from_millis(100);
+    let me: BTreeSet<String> = ["a".into()].into();
+    assert!(!settled("a", t0, early, settle, &BTreeSet::new(), &me));
+    assert!(!settled(
+        "a",
+        t0,
+        early,
+        settle,
+        &["b".into()].into(),
+        &fresh
+    ));
+    assert!(settled("a", t0, t0 + settle, settle, &BTreeSet::new(), &me));
 }
