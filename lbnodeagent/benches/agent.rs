@@ -341,17 +341,27 @@ impl Agent {
         std::fs::read_to_string(format!("/proc/{}/{file}", self.process.id())).unwrap_or_default()
     }
 
+    /// A `/proc/<pid>/status` figure in kiB, as MiB.
+    fn status_mib(&self, name: &str) -> f64 {
+        self.proc_file("status")
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+
     /// VmHWM (peak) and VmRSS (now), in MiB.
     fn rss_mib(&self) -> (f64, f64) {
-        let status = self.proc_file("status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-                .map_or(0.0, |kib| kib / 1024.0)
-        };
-        (field("VmHWM:"), field("VmRSS:"))
+        (self.status_mib("VmHWM:"), self.status_mib("VmRSS:"))
+    }
+
+    /// What VmRSS is now made of, in MiB: heap and stacks (RssAnon) and mapped files, the
+    /// binary's own pages mostly (RssFile).
+    fn rss_split(&self) -> Value {
+        json!({
+            "anon_mib": round(self.status_mib("RssAnon:"), 1),
+            "file_mib": round(self.status_mib("RssFile:"), 1),
+        })
     }
 
     /// utime + stime so far, in seconds.
@@ -813,6 +823,7 @@ async fn run(w: &World) -> anyhow::Result<Value> {
     tokio::time::sleep(SETTLE).await;
     let cpu_steady = (agent.cpu_seconds() - cpu_before) / SETTLE.as_secs_f64();
     let (hwm_graceful, rss_graceful) = agent.rss_mib();
+    let split_graceful = agent.rss_split();
     end_profile(perf);
     if let Ok(out) = std::env::var("FERROLB_BENCH_PROFILE") {
         std::fs::write(format!("{out}.log"), agent.process.log())?;
@@ -820,7 +831,7 @@ async fn run(w: &World) -> anyhow::Result<Value> {
     let metrics = http_get(&ns, "/metrics").await.unwrap_or_default();
     let (rounds, mean_round) = reconcile_rounds(&metrics);
     println!(
-        "  peak RSS {hwm_graceful:.1} MiB, now {rss_graceful:.1} MiB; {rounds} rounds, mean {:.1} ms; steady CPU {:.0}% of a core",
+        "  peak RSS {hwm_graceful:.1} MiB, now {rss_graceful:.1} MiB ({split_graceful}); {rounds} rounds, mean {:.1} ms; steady CPU {:.0}% of a core",
         mean_round * 1000.0,
         cpu_steady * 100.0
     );
@@ -849,7 +860,8 @@ async fn run(w: &World) -> anyhow::Result<Value> {
     );
     tokio::time::sleep(SETTLE).await;
     let (hwm_kill, rss_kill) = agent.rss_mib();
-    println!("  peak RSS {hwm_kill:.1} MiB, now {rss_kill:.1} MiB");
+    let split_kill = agent.rss_split();
+    println!("  peak RSS {hwm_kill:.1} MiB, now {rss_kill:.1} MiB ({split_kill})");
     if let Some(e) = agent.process.exited() {
         bail!("the agent died: {e}");
     }
@@ -876,6 +888,7 @@ async fn run(w: &World) -> anyhow::Result<Value> {
             "cpu_s": round(cpu_converge, 2),
             "peak_rss_mib": round(hwm_graceful, 1),
             "rss_mib": round(rss_graceful, 1),
+            "rss_now": split_graceful,
             "steady_cpu_fraction": round(cpu_steady, 3),
             "rounds": rounds,
             "mean_round_ms": round(mean_round * 1000.0, 2),
@@ -885,6 +898,7 @@ async fn run(w: &World) -> anyhow::Result<Value> {
             "all_addresses_s": round(after_kill.as_secs_f64(), 3),
             "peak_rss_mib": round(hwm_kill, 1),
             "rss_mib": round(rss_kill, 1),
+            "rss_now": split_kill,
         },
         "peak_rss_mib": round(peak, 1),
         "targets": {

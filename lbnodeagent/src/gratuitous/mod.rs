@@ -5,11 +5,18 @@
 //! interface's link-layer socket address (index and MAC), which the socket is bound to, so no
 //! `sockaddr_ll` is ever built by hand and no unsafe code is needed. The socket is opened on the
 //! calling thread, in its network namespace.
+//!
+//! `getifaddrs` dumps every address of the node under the rtnl lock, so it is called once per
+//! interface, not per address: [`Senders`] keeps one socket per interface for as long as the
+//! kernel reports the same index and MAC for it, and [`announce`] sends a whole round's new
+//! addresses of one interface from one task.
 
 pub mod packet;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 
 use nix::ifaddrs::getifaddrs;
 use nix::sys::socket::{AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, bind, send, socket};
@@ -22,6 +29,7 @@ use crate::{Error, Result};
 pub struct Sender {
     socket: OwnedFd,
     mac: [u8; 6],
+    index: u32,
     interface: String,
 }
 
@@ -38,6 +46,7 @@ impl Sender {
             .find_map(|a| a.address.and_then(|s| s.as_link_addr().copied()))
             .ok_or_else(|| err("no such interface, or it has no link-layer address".into()))?;
         let mac = link.addr().ok_or_else(|| err("no MAC address".into()))?;
+        let index = u32::try_from(link.ifindex()).map_err(|e| err(format!("ifindex: {e}")))?;
         // Protocol 0: the socket sends and never receives.
         let socket = socket(
             AddressFamily::Packet,
@@ -50,6 +59,7 @@ impl Sender {
         Ok(Self {
             socket,
             mac,
+            index,
             interface: interface.to_string(),
         })
     }
@@ -57,6 +67,11 @@ impl Sender {
     /// The interface's MAC.
     pub fn mac(&self) -> [u8; 6] {
         self.mac
+    }
+
+    /// The interface's index when the socket was bound.
+    pub fn index(&self) -> u32 {
+        self.index
     }
 
     /// One gratuitous ARP (IPv4) or unsolicited NA (IPv6) for `address`.
@@ -74,45 +89,82 @@ impl Sender {
     }
 }
 
-/// Sends `settings.count` announcements of `address` on `interface`, `interval` apart after
-/// `initial_delay`, as long as `still_holds()` says the node still holds it (checked before
-/// each packet: an address handed over meanwhile must not be pulled back). Returns how many
-/// went out. Runs on the calling thread, so the socket opens in its namespace.
+/// One [`Sender`] per interface, reused while the kernel reports the interface with the index
+/// and MAC the socket was bound with (a recreated or re-addressed interface gets a new one).
+#[derive(Default)]
+pub struct Senders {
+    open: Mutex<HashMap<String, Arc<Sender>>>,
+}
+
+impl Senders {
+    /// The sender for `interface`, which the kernel now reports with `index` and `mac` (`None`
+    /// when unknown: the cached one is trusted). Opens one, on the calling thread, when there
+    /// is none or it no longer matches.
+    pub fn get(&self, interface: &str, index: u32, mac: Option<&[u8]>) -> Result<Arc<Sender>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = open.get(interface)
+            && sender.index == index
+            && mac.is_none_or(|m| m == sender.mac)
+        {
+            return Ok(sender.clone());
+        }
+        open.remove(interface);
+        let sender = Arc::new(Sender::open(interface)?);
+        open.insert(interface.to_string(), sender.clone());
+        Ok(sender)
+    }
+
+    /// Forgets the interfaces not in `present` (their sockets close once no task uses them).
+    pub fn retain(&self, present: impl Fn(&str) -> bool) {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| present(name));
+    }
+}
+
+/// Sends `settings.count` announcements of each of `addresses` through `sender` (one
+/// interface), the passes `interval` apart after `initial_delay`, each address as long as
+/// `still_holds(address)` says the node still holds it (checked before each packet: an address
+/// handed over meanwhile must not be pulled back; once released it is announced no more).
+/// Returns how many packets went out.
 pub async fn announce(
     settings: Gratuitous,
-    interface: &str,
-    address: IpAddr,
-    still_holds: impl Fn() -> bool,
+    sender: &Sender,
+    mut addresses: Vec<IpAddr>,
+    still_holds: impl Fn(IpAddr) -> bool,
     mut sent: impl FnMut(IpAddr),
 ) -> u32 {
-    if !settings.enabled || settings.count == 0 {
+    if !settings.enabled || settings.count == 0 || addresses.is_empty() {
         return 0;
     }
+    let interface = sender.interface.as_str();
     tokio::time::sleep(settings.initial_delay).await;
-    let sender = match Sender::open(interface) {
-        Ok(sender) => sender,
-        Err(e) => {
-            warn!(interface, address = %address, error = %e, "cannot send gratuitous ARP/NA");
-            return 0;
-        }
-    };
     let mut count = 0;
     for i in 0..settings.count {
         if i > 0 {
             tokio::time::sleep(settings.interval).await;
         }
-        if !still_holds() {
-            debug!(interface, address = %address, "no longer held; announcements stop");
+        addresses.retain(|&address| {
+            let held = still_holds(address);
+            if !held {
+                debug!(interface, address = %address, "no longer held; announcements stop");
+            }
+            held
+        });
+        if addresses.is_empty() {
             break;
         }
-        match sender.announce(address) {
-            Ok(()) => {
-                count += 1;
-                sent(address);
+        for &address in &addresses {
+            match sender.announce(address) {
+                Ok(()) => {
+                    count += 1;
+                    sent(address);
+                }
+                Err(e) => warn!(interface, address = %address, error = %e, "announcement failed"),
             }
-            Err(e) => warn!(interface, address = %address, error = %e, "announcement failed"),
         }
     }
-    debug!(interface, address = %address, count, "announced");
+    debug!(interface, addresses = addresses.len(), count, "announced");
     count
 }

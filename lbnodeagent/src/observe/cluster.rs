@@ -1,14 +1,17 @@
 //! Nodes, ServiceGroups, Services and EndpointSlices, as the plain facts the decisions read.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ferrolb_api::ServiceGroup;
 use ferrolb_api::annotations::ALLOCATED_FROM;
 use ferrolb_api::pool::{AddrRange, Aggregation, parse_cidr};
-use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, Service};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::reflector::Lookup;
+use kube::{Resource, ResourceExt};
 
 use crate::snapshot::{Group, GroupPool, NodeFacts, ServiceAddresses};
 
@@ -69,7 +72,10 @@ pub fn ready_endpoint_nodes<'a>(
         let Some(service) = slice.labels().get(SERVICE_NAME_LABEL) else {
             continue;
         };
-        let key = format!("{}/{service}", slice.namespace().unwrap_or_default());
+        let key = format!(
+            "{}/{service}",
+            ResourceExt::namespace(slice).unwrap_or_default()
+        );
         let nodes = out.entry(key).or_default();
         for endpoint in slice.endpoints.iter().flatten() {
             let ready = endpoint
@@ -85,52 +91,163 @@ pub fn ready_endpoint_nodes<'a>(
     out
 }
 
+/// A Service as the agent's store keeps it: only what [`services`] reads. A full Service is
+/// over 1.5 kB in memory even without managed fields, most of it spec fields the agent never
+/// looks at; with 5,000 Services that was most of the agent's memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredService {
+    pub namespace: String,
+    pub name: String,
+    /// `type: LoadBalancer`.
+    pub load_balancer: bool,
+    /// `ferrolb.io/allocated-from`.
+    pub allocated_from: Option<String>,
+    /// `externalTrafficPolicy: Local`.
+    pub local_traffic_policy: bool,
+    /// The status's ingress IPs that parse.
+    pub ingress: Vec<IpAddr>,
+}
+
+impl From<Service> for StoredService {
+    fn from(svc: Service) -> Self {
+        let spec = svc.spec.unwrap_or_default();
+        Self {
+            allocated_from: svc
+                .metadata
+                .annotations
+                .and_then(|mut a| a.remove(ALLOCATED_FROM)),
+            namespace: svc.metadata.namespace.unwrap_or_default(),
+            name: svc.metadata.name.unwrap_or_default(),
+            load_balancer: spec.type_.as_deref() == Some("LoadBalancer"),
+            local_traffic_policy: spec.external_traffic_policy.as_deref() == Some("Local"),
+            ingress: svc
+                .status
+                .and_then(|s| s.load_balancer)
+                .and_then(|lb| lb.ingress)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.ip?.parse().ok())
+                .collect(),
+        }
+    }
+}
+
+impl Lookup for StoredService {
+    type DynamicType = ();
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        <Service as Resource>::kind(&())
+    }
+
+    fn group(_: &()) -> Cow<'_, str> {
+        <Service as Resource>::group(&())
+    }
+
+    fn version(_: &()) -> Cow<'_, str> {
+        <Service as Resource>::version(&())
+    }
+
+    fn plural(_: &()) -> Cow<'_, str> {
+        <Service as Resource>::plural(&())
+    }
+
+    fn name(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.name))
+    }
+
+    fn namespace(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.namespace))
+    }
+
+    fn resource_version(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+
+    fn uid(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+}
+
 /// LoadBalancer Services the allocator gave addresses (`ferrolb.io/allocated-from`).
 pub fn services<'a>(
-    services: impl IntoIterator<Item = &'a Service>,
+    services: impl IntoIterator<Item = &'a StoredService>,
     ready: &BTreeMap<String, BTreeSet<String>>,
 ) -> Vec<ServiceAddresses> {
     services
         .into_iter()
         .filter_map(|svc| {
-            let spec = svc.spec.as_ref()?;
-            if spec.type_.as_deref() != Some("LoadBalancer") {
+            if !svc.load_balancer || svc.ingress.is_empty() {
                 return None;
             }
-            let group = svc.annotations().get(ALLOCATED_FROM)?.clone();
-            let addresses: Vec<IpAddr> = svc
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                .collect();
-            if addresses.is_empty() {
-                return None;
-            }
-            let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
+            let group = svc.allocated_from.clone()?;
+            let key = format!("{}/{}", svc.namespace, svc.name);
             Some(ServiceAddresses {
                 ready_endpoint_nodes: ready.get(&key).cloned().unwrap_or_default(),
                 key,
                 group,
-                addresses,
-                local_traffic_policy: spec.external_traffic_policy.as_deref() == Some("Local"),
+                addresses: svc.ingress.clone(),
+                local_traffic_policy: svc.local_traffic_policy,
             })
         })
         .collect()
+}
+
+/// Drops from a watched EndpointSlice what [`ready_endpoint_nodes`] never reads: labels but
+/// the Service's name, annotations, ports, and of each endpoint all but its node and readiness.
+pub fn strip_endpoint_slice(slice: &mut EndpointSlice) {
+    strip_meta(&mut slice.metadata);
+    slice.metadata.annotations = None;
+    if let Some(l) = &mut slice.metadata.labels {
+        l.retain(|k, _| k == SERVICE_NAME_LABEL);
+    }
+    slice.ports = None;
+    if let Some(endpoints) = &mut slice.endpoints {
+        for e in endpoints.iter_mut() {
+            *e = Endpoint {
+                node_name: e.node_name.take(),
+                conditions: e.conditions.as_ref().map(|c| EndpointConditions {
+                    ready: c.ready,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+        }
+    }
+}
+
+/// Drops from the watched Node what [`node_facts`] never reads: annotations, the spec, and the
+/// status but the conditions' types and statuses (images alone can be tens of kilobytes).
+pub fn strip_node(node: &mut Node) {
+    strip_meta(&mut node.metadata);
+    node.metadata.annotations = None;
+    node.spec = None;
+    node.status = node.status.take().map(|status| NodeStatus {
+        conditions: status.conditions.map(|cs| {
+            cs.into_iter()
+                .map(|c| NodeCondition {
+                    type_: c.type_,
+                    status: c.status,
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        ..Default::default()
+    });
+}
+
+/// Metadata nobody in the agent reads, of any kind.
+fn strip_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        LoadBalancerIngress, LoadBalancerStatus, NodeCondition, NodeStatus, ServiceSpec,
-        ServiceStatus,
+        LoadBalancerIngress, LoadBalancerStatus, ServiceSpec, ServiceStatus,
     };
-    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
-    use kube::api::ObjectMeta;
 
     fn service(name: &str, type_: &str, from: Option<&str>, ips: &[&str], etp: &str) -> Service {
         Service {
@@ -214,7 +331,8 @@ mod tests {
             ),
             service("pending", "LoadBalancer", Some("lan"), &[], "Cluster"),
         ];
-        let got = services(svcs.iter(), &ready);
+        let stored: Vec<StoredService> = svcs.into_iter().map(Into::into).collect();
+        let got = services(&stored, &ready);
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].key, "shop/web");
         assert_eq!(got[0].group, "lan");
@@ -226,6 +344,110 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(nodes, ["n1", "n3"]);
+    }
+
+    #[test]
+    fn stored_objects_keep_what_the_decisions_read() {
+        let mut full = service(
+            "web",
+            "LoadBalancer",
+            Some("lan"),
+            &["192.0.2.100", "2001:db8:1::10", "not an address"],
+            "Local",
+        );
+        let meta = &mut full.metadata;
+        meta.labels = Some(BTreeMap::from([("app".into(), "web".into())]));
+        meta.annotations.get_or_insert_default().insert(
+            "kubectl.kubernetes.io/last-applied-configuration".into(),
+            "{\"big\": true}".into(),
+        );
+        let spec = full.spec.as_mut().expect("spec");
+        spec.cluster_ip = Some("10.96.0.10".into());
+        spec.selector = Some(BTreeMap::from([("app".into(), "web".into())]));
+        assert_eq!(
+            StoredService::from(full),
+            StoredService {
+                namespace: "shop".into(),
+                name: "web".into(),
+                load_balancer: true,
+                allocated_from: Some("lan".into()),
+                local_traffic_policy: true,
+                ingress: vec![
+                    "192.0.2.100".parse().expect("ip"),
+                    "2001:db8:1::10".parse().expect("ip")
+                ],
+            }
+        );
+
+        let mut slice = EndpointSlice {
+            metadata: ObjectMeta {
+                namespace: Some("shop".into()),
+                labels: Some(BTreeMap::from([
+                    (SERVICE_NAME_LABEL.into(), "web".into()),
+                    ("endpointslice.kubernetes.io/managed-by".into(), "x".into()),
+                ])),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: Some(vec![
+                Endpoint {
+                    addresses: vec!["10.0.0.1".into()],
+                    hostname: Some("web-0".into()),
+                    ..endpoint("n1", Some(true))
+                },
+                endpoint("n2", Some(false)),
+                endpoint("n3", None),
+            ]),
+            ports: Some(vec![Default::default()]),
+        };
+        let before = ready_endpoint_nodes([&slice]);
+        strip_endpoint_slice(&mut slice);
+        assert_eq!(ready_endpoint_nodes([&slice]), before);
+        assert!(slice.ports.is_none());
+        assert!(
+            slice
+                .endpoints
+                .iter()
+                .flatten()
+                .all(|e| e.addresses.is_empty())
+        );
+        assert_eq!(slice.labels().len(), 1);
+    }
+
+    #[test]
+    fn stripping_a_node_keeps_its_labels_and_conditions() {
+        let mut node = Node {
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                labels: Some(BTreeMap::from([("zone".into(), "a".into())])),
+                annotations: Some(BTreeMap::from([("big".into(), "x".repeat(100))])),
+                ..Default::default()
+            },
+            status: Some(NodeStatus {
+                conditions: Some(vec![
+                    NodeCondition {
+                        type_: "Ready".into(),
+                        status: "True".into(),
+                        message: Some("kubelet is posting ready status".into()),
+                        ..Default::default()
+                    },
+                    NodeCondition {
+                        type_: "NetworkUnavailable".into(),
+                        status: "True".into(),
+                        ..Default::default()
+                    },
+                ]),
+                images: Some(vec![Default::default(); 3]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let before = node_facts(&node);
+        strip_node(&mut node);
+        assert_eq!(node_facts(&node), before);
+        assert!(before.ready && before.network_unavailable);
+        assert!(node.metadata.annotations.is_none());
+        assert!(node.status.as_ref().is_some_and(|s| s.images.is_none()));
     }
 
     #[test]

@@ -3,5 +3,8 @@
 mod cluster;
 mod kernel;
 
-pub use cluster::{group, groups, node_facts, ready_endpoint_nodes, services};
+pub use cluster::{
+    StoredService, group, groups, node_facts, ready_endpoint_nodes, services, strip_endpoint_slice,
+    strip_node,
+};
 pub use kernel::kernel_facts;

@@ -24,6 +24,7 @@ use self::election::Election;
 use crate::apply::{LeasePublisher, NodeEvents};
 use crate::conflict::{Prober, Reporting};
 use crate::decide::{agent_config, renewal_period};
+use crate::gratuitous::Senders;
 use crate::metrics::Metrics;
 use crate::netlink::{Netlink, PROTO_PROBE_ADDRESS};
 use crate::snapshot::{AgentConfig, Lifecycle};
@@ -50,11 +51,14 @@ pub(crate) struct Context {
     events: NodeEvents,
     lease: LeasePublisher,
     held: Held,
+    /// Gratuitous ARP/NA sockets, one per interface.
+    senders: Senders,
     /// Conflict probes; only where holders are elected.
     prober: Option<Prober>,
 }
 
-/// Kernel notifications come in bursts (an address and its routes): one round for a burst.
+/// Kernel notifications come in bursts (an address and its routes): rounds start at least this
+/// long apart, so a burst makes one round while an agent at rest reacts at once.
 const DEBOUNCE: Duration = Duration::from_millis(10);
 /// Back-off after a failed round (STYLE.md: 250 ms doubling to 5 min).
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -120,6 +124,7 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
         stores,
         metrics: cfg.metrics,
         held,
+        senders: Senders::default(),
         prober,
     };
     let mut election = Election::new(&ctx.node, cfg.holder, keys, &ctx.metrics, wake.clone());
@@ -137,7 +142,9 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
     let mut backoff = BACKOFF_MIN;
     let mut stopping_published = false;
     loop {
-        let next = match round::reconcile(&ctx, &mut election, lifecycle, config.as_ref()).await {
+        let outcome = round::reconcile(&ctx, &mut election, lifecycle, config.as_ref()).await;
+        let round_ended = Instant::now();
+        let next = match outcome {
             Ok(round) if !round.failed => {
                 backoff = BACKOFF_MIN;
                 ctx.metrics.set_ready();
@@ -169,7 +176,9 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
         let running = lifecycle == Lifecycle::Running;
         let mut stop = false;
         tokio::select! {
-            _ = wake.notified() => sleep(DEBOUNCE).await,
+            // Leading edge: a wake long after the last round runs one at once; one right
+            // after it waits out the rest of DEBOUNCE, so a burst still makes one round.
+            _ = wake.notified() => sleep_until(round_ended + DEBOUNCE).await,
             _ = sleep(next) => {}
             _ = terminate.recv(), if running => stop = true,
             _ = interrupt.recv(), if running => stop = true,

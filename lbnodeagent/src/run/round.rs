@@ -18,11 +18,11 @@ use super::election::Election;
 use crate::apply::{Applied, Outcome, apply};
 use crate::conflict::rules::{Mac, parse_mac};
 use crate::decide::{
-    AddressKind, Change, Observed, agent_config, blocked, desired, diff, gossip_addr,
-    gossip_published, lease_annotations, node_subnets, owned_local_addresses,
+    AddressKind, Change, DesiredAddress, Observed, agent_config, blocked, desired, diff,
+    gossip_addr, gossip_published, lease_annotations, node_subnets, owned_local_addresses,
 };
 use crate::observe::{groups, kernel_facts};
-use crate::snapshot::{AgentConfig, Lifecycle, Snapshot};
+use crate::snapshot::{AgentConfig, Gratuitous, KernelFacts, Lifecycle, Snapshot};
 use crate::{Result, gratuitous};
 
 /// The local addresses this node holds now, as (interface, address): a gratuitous announcement
@@ -139,9 +139,13 @@ pub async fn reconcile(
         .filter(|k| !failed.contains(k) && !blocked.contains(k))
         .collect();
     *ctx.held.write().unwrap_or_else(|p| p.into_inner()) = held.clone();
+    let mut added: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
     for applied in &report {
-        account(ctx, applied, &snapshot.config);
+        if let Some(d) = account(ctx, applied) {
+            added.entry(&d.interface).or_default().push(d.address);
+        }
     }
+    announce(ctx, snapshot.config.gratuitous, &snapshot.kernel, added);
     let holding = held.iter().map(|(_, a)| *a).collect();
     // Break before make: what this round removed leaves the gossip view only now, after the
     // kernel let go of it.
@@ -162,8 +166,8 @@ pub async fn reconcile(
     })
 }
 
-/// Metrics and Events for one applied change, and the announcements of a new local address.
-fn account(ctx: &Context, applied: &Applied, config: &AgentConfig) {
+/// Metrics and Events for one applied change; a local address it added, to be announced.
+fn account<'a>(ctx: &Context, applied: &'a Applied) -> Option<&'a DesiredAddress> {
     match (&applied.outcome, &applied.change) {
         (Outcome::Failed(e), change) => {
             ctx.metrics.netlink_error();
@@ -172,34 +176,58 @@ fn account(ctx: &Context, applied: &Applied, config: &AgentConfig) {
         (Outcome::Done, Change::Add(d)) => {
             ctx.metrics.added(d.kind, d.address);
             if d.kind == AddressKind::Local {
-                announce(ctx, config, d.interface.clone(), d.address);
+                return Some(d);
             }
         }
         (Outcome::Done, Change::Renew(d)) => ctx.metrics.renewed(d.kind, d.address),
         (Outcome::Done, Change::Remove(_)) => ctx.metrics.removed(),
         _ => {}
     }
+    None
 }
 
-fn announce(ctx: &Context, config: &AgentConfig, interface: String, address: IpAddr) {
-    let settings = config.gratuitous;
-    let held = ctx.held.clone();
-    let metrics = ctx.metrics.clone();
-    tokio::spawn(async move {
-        let key = (interface.clone(), address);
-        gratuitous::announce(
-            settings,
-            &interface,
-            address,
-            || {
-                held.read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains(&key)
-            },
-            |a| metrics.gratuitous_sent(a),
-        )
-        .await
-    });
+/// Gratuitous ARP/NA for the local addresses this round added: one task per interface, its
+/// socket (cached across rounds) opened here, on the round's thread and in its namespace.
+fn announce(
+    ctx: &Context,
+    settings: Gratuitous,
+    kernel: &KernelFacts,
+    added: BTreeMap<&str, Vec<IpAddr>>,
+) {
+    ctx.senders
+        .retain(|name| kernel.interfaces.iter().any(|i| i.name == name));
+    if !settings.enabled || settings.count == 0 {
+        return;
+    }
+    for (interface, addresses) in added {
+        let Some(link) = kernel.interfaces.iter().find(|i| i.name == interface) else {
+            continue;
+        };
+        let sender = match ctx.senders.get(interface, link.index, link.mac.as_deref()) {
+            Ok(sender) => sender,
+            Err(e) => {
+                warn!(interface, error = %e, "cannot send gratuitous ARP/NA");
+                continue;
+            }
+        };
+        let held = ctx.held.clone();
+        let metrics = ctx.metrics.clone();
+        let interface = interface.to_string();
+        tokio::spawn(async move {
+            gratuitous::announce(
+                settings,
+                &sender,
+                addresses,
+                |a| {
+                    held.read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&(interface.clone(), a))
+                },
+                |a| metrics.gratuitous_sent(a),
+            )
+            .await
+        });
+    }
 }
 
 /// `conflictProbe` of the LBNodeAgent in force (the CRD's default, 1 s, when there is none or

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Lookup, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -18,12 +18,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::observe;
+use crate::observe::{self, StoredService};
 use crate::snapshot::{NodeFacts, ServiceAddresses};
 
 /// Every store the agent reads; each change of one wakes the reconcile loop.
 pub struct Stores {
-    services: Store<Service>,
+    services: Store<StoredService>,
     groups: Store<ServiceGroup>,
     slices: Store<EndpointSlice>,
     nodes: Store<Node>,
@@ -67,23 +67,47 @@ impl Stores {
             all.clone().fields(&format!("metadata.name={node}")),
             wake.clone(),
             None,
+            stripped(observe::strip_node),
         );
         reflect(t);
-        let (services, t) =
-            reflector_for(scoped(client, services_in), all.clone(), wake.clone(), None);
+        let (services, t) = reflector_for(
+            scoped(client, services_in),
+            all.clone(),
+            wake.clone(),
+            None,
+            <StoredService as From<Service>>::from,
+        );
         reflect(t);
-        let (slices, t) =
-            reflector_for(scoped(client, services_in), all.clone(), wake.clone(), None);
+        let (slices, t) = reflector_for(
+            scoped(client, services_in),
+            all.clone(),
+            wake.clone(),
+            None,
+            stripped(observe::strip_endpoint_slice),
+        );
         reflect(t);
-        let (groups, t) = reflector_for(Api::all(client.clone()), all.clone(), wake.clone(), None);
+        let (groups, t) = reflector_for(
+            Api::all(client.clone()),
+            all.clone(),
+            wake.clone(),
+            None,
+            without_managed_fields,
+        );
         reflect(t);
-        let (agents, t) = reflector_for(Api::all(client.clone()), all.clone(), wake.clone(), None);
+        let (agents, t) = reflector_for(
+            Api::all(client.clone()),
+            all.clone(),
+            wake.clone(),
+            None,
+            without_managed_fields,
+        );
         reflect(t);
         let (leases, t) = reflector_for(
             Api::namespaced(client.clone(), namespace),
             all,
             wake,
             Some(own_lease),
+            without_managed_fields,
         );
         reflect(t);
         Self {
@@ -145,32 +169,61 @@ where
     }
 }
 
-/// A reflector whose every event (but those about the object named `quiet`) wakes `wake`.
-/// Managed fields are dropped: the agent never reads them and they are most of an object.
-fn reflector_for<K>(
-    api: Api<K>,
+/// Managed fields: the agent never reads them and they are most of a small object.
+fn without_managed_fields<K: ResourceExt>(mut o: K) -> K {
+    o.managed_fields_mut().clear();
+    o
+}
+
+/// `strip`, as a conversion into the stored object.
+fn stripped<K: 'static>(strip: fn(&mut K)) -> impl Fn(K) -> K + Send + 'static {
+    move |mut o| {
+        strip(&mut o);
+        o
+    }
+}
+
+/// A reflector of `S` objects, each stored as `keep` makes it (what the agent never reads
+/// dropped before the store keeps it: at least the managed fields), whose every event (but
+/// those about the object named `quiet`) wakes `wake`.
+fn reflector_for<S, K>(
+    api: Api<S>,
     config: watcher::Config,
     wake: Arc<Notify>,
     quiet: Option<String>,
+    keep: impl Fn(S) -> K + Send + 'static,
 ) -> (Store<K>, JoinHandle<()>)
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
+    S: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    S::DynamicType: Default + Send,
+    K: Lookup + Clone + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
-    let (reader, writer) = reflector::store();
-    let kind = K::kind(&K::DynamicType::default()).to_string();
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer);
+    let (reader, mut writer) = reflector::store::<K>();
+    let kind = S::kind(&S::DynamicType::default()).to_string();
+    let stream = watcher(api, config).default_backoff();
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o))
-                    if quiet.as_deref() == Some(o.name_any().as_str()) => {}
-                Ok(_) => wake.notify_one(),
-                Err(e) => warn!(kind, error = %e, "watch failed; retrying with back-off"),
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    warn!(kind, error = %e, "watch failed; retrying with back-off");
+                    continue;
+                }
+            };
+            let event = match event {
+                watcher::Event::Apply(o) => watcher::Event::Apply(keep(o)),
+                watcher::Event::Delete(o) => watcher::Event::Delete(keep(o)),
+                watcher::Event::InitApply(o) => watcher::Event::InitApply(keep(o)),
+                watcher::Event::Init => watcher::Event::Init,
+                watcher::Event::InitDone => watcher::Event::InitDone,
+            };
+            writer.apply_watcher_event(&event);
+            match &event {
+                watcher::Event::Apply(o) | watcher::Event::Delete(o)
+                    if quiet.is_some() && o.name().as_deref() == quiet.as_deref() => {}
+                _ => wake.notify_one(),
             }
         }
     });
