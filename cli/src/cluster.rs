@@ -5,11 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ferrolb_api::annotations as ann;
-use ferrolb_api::contracts::{self, IneligibleReason, NODE_LEASE_PREFIX, lease};
 use ferrolb_api::election::agent_for_node;
 use ferrolb_api::{LBNodeAgent, ServiceGroup, ServiceGroupSpec, ServiceGroupStatus};
-use ipnetwork::IpNetwork;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -71,91 +68,12 @@ impl NodeInfo {
     }
 }
 
-/// What a node's agent publishes on its per-node Lease.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeLease {
-    pub node: String,
-    pub renewed: Option<Timestamp>,
-    /// renewTime + leaseDurationSeconds.
-    pub expires: Option<Timestamp>,
-    /// The `eligible` annotation as written (`None`: not written).
-    pub eligible_text: Option<String>,
-    /// `None` eligible (also when the annotation is absent or unreadable, as the allocator
-    /// reads it), else why not.
-    pub ineligible: Option<IneligibleReason>,
-    pub interface_v4: Option<String>,
-    pub interface_v6: Option<String>,
-    pub subnets: Vec<IpNetwork>,
-    pub holding: BTreeSet<IpAddr>,
-    pub holding_truncated: bool,
-    pub virtual_count: Option<u64>,
-    pub gossip_addr: Option<String>,
-}
-
-impl NodeLease {
-    /// `None` for Leases that are not per-node Leases.
-    pub fn from_object(l: &Lease) -> Option<Self> {
-        let node = l
-            .metadata
-            .name
-            .as_deref()?
-            .strip_prefix(NODE_LEASE_PREFIX)?;
-        let a = l.metadata.annotations.clone().unwrap_or_default();
-        let spec = l.spec.clone().unwrap_or_default();
-        let renewed = spec.renew_time.map(|t| t.0);
-        let expires = match (renewed, spec.lease_duration_seconds) {
-            (Some(t), Some(d)) => Some(t + SignedDuration::from_secs(i64::from(d))),
-            _ => None,
-        };
-        let words = |k: &str| -> Vec<String> {
-            a.get(k)
-                .map(|v| v.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default()
-        };
-        Some(NodeLease {
-            node: node.to_string(),
-            renewed,
-            expires,
-            eligible_text: a.get(lease::ELIGIBLE).cloned(),
-            ineligible: a
-                .get(lease::ELIGIBLE)
-                .and_then(|v| contracts::parse_eligible(v).ok())
-                .flatten(),
-            interface_v4: a.get(lease::INTERFACE_V4).cloned(),
-            interface_v6: a.get(lease::INTERFACE_V6).cloned(),
-            subnets: words(lease::SUBNETS)
-                .iter()
-                .filter_map(|s| s.parse().ok())
-                .collect(),
-            holding: words(lease::HOLDING)
-                .iter()
-                .filter_map(|s| s.parse().ok())
-                .collect(),
-            holding_truncated: a.get(lease::HOLDING_TRUNCATED).map(String::as_str) == Some("true"),
-            virtual_count: a
-                .get(lease::VIRTUAL_COUNT)
-                .and_then(|v| v.trim().parse().ok()),
-            gossip_addr: a.get(lease::GOSSIP_ADDR).cloned(),
-        })
-    }
-
-    /// Not past its duration at `now`.
-    pub fn fresh(&self, now: Timestamp) -> bool {
-        self.expires.is_some_and(|e| e > now)
-    }
-
-    pub fn interface(&self, addr: IpAddr) -> Option<&str> {
-        match addr {
-            IpAddr::V4(_) => self.interface_v4.as_deref(),
-            IpAddr::V6(_) => self.interface_v6.as_deref(),
-        }
-    }
-}
+pub use ferrolb_api::node_lease::NodeLease;
 
 impl Cluster {
     /// A node is alive as the allocator sees it: its Lease is fresh and its Node exists.
     pub fn alive(&self, node: &str) -> bool {
-        self.nodes.contains_key(node) && self.leases.get(node).is_some_and(|l| l.fresh(self.now))
+        self.nodes.contains_key(node) && self.leases.get(node).is_some_and(|l| l.alive(self.now))
     }
 
     /// Every node name known from a Node or a per-node Lease, sorted.

@@ -102,7 +102,7 @@ pub async fn cluster(client: &Client) -> Result<Cluster> {
             .collect(),
         leases: leases
             .iter()
-            .filter_map(NodeLease::from_object)
+            .filter_map(NodeLease::from_lease)
             .map(|l| (l.node.clone(), l))
             .collect(),
         agents: agents.iter().map(agent_entry).collect(),

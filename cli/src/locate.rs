@@ -232,7 +232,7 @@ fn local(cluster: &Cluster, svc: &ServiceInfo, addr: IpAddr) -> AddressReport {
     r.held_by = cluster
         .leases
         .values()
-        .filter(|l| l.fresh(cluster.now) && l.holding.contains(&addr))
+        .filter(|l| l.alive(cluster.now) && l.holding.contains(&addr))
         .map(|l| Placement {
             node: l.node.clone(),
             interface: l.interface(addr).unwrap_or("-").to_string(),

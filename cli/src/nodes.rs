@@ -35,7 +35,7 @@ pub fn report(cluster: &Cluster) -> Vec<NodeRow> {
             let liveness = match (node, lease) {
                 (None, _) => "no Node object".to_string(),
                 (Some(_), None) => "no per-node Lease (no agent)".to_string(),
-                (Some(_), Some(l)) => match (l.fresh(cluster.now), l.renewed, l.expires) {
+                (Some(_), Some(l)) => match (l.alive(cluster.now), l.renewed, l.expires) {
                     (true, Some(r), _) => format!(
                         "renewed {} ago",
                         crate::cluster::human(cluster.now.duration_since(r))

@@ -27,7 +27,10 @@ pub fn announce(
     };
     let value = match group_type {
         GroupType::Virtual => {
-            let n = snap.live_leases().filter(|l| l.virtual_count > 0).count();
+            let n = snap
+                .live_leases()
+                .filter(|l| l.virtual_count.unwrap_or(0) > 0)
+                .count();
             Some(format!("{n} nodes,{VIRTUAL_INTERFACE}"))
         }
         GroupType::Local => {

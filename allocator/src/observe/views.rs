@@ -1,14 +1,11 @@
 //! ServiceGroups, per-node Leases and EndpointSlices as plain views, and the whole snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 
-use ferrolb_api::contracts::{self, IneligibleReason, NODE_LEASE_PREFIX, lease};
+use ferrolb_api::contracts;
 use ferrolb_api::{ServiceGroup, ServiceGroupSpec, ServiceGroupStatus};
-use ipnetwork::IpNetwork;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 
 use super::service::{ObjKey, SvcView};
 
@@ -49,66 +46,7 @@ impl GroupView {
     }
 }
 
-/// What a node's agent publishes on its per-node Lease.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeLease {
-    pub node: String,
-    /// renewTime + leaseDurationSeconds; `None` when the Lease lacks either.
-    pub expires: Option<Timestamp>,
-    /// `None` eligible (also when the annotation is absent or unreadable: the agent always
-    /// writes it), else why not.
-    pub ineligible: Option<IneligibleReason>,
-    pub subnets: Vec<IpNetwork>,
-    pub holding: BTreeSet<IpAddr>,
-    pub interface_v4: Option<String>,
-    pub interface_v6: Option<String>,
-    pub virtual_count: u64,
-}
-
-impl NodeLease {
-    /// `None` for Leases that are not per-node Leases.
-    pub fn from_lease(l: &Lease) -> Option<Self> {
-        let name = l.metadata.name.as_deref()?;
-        let node = name.strip_prefix(NODE_LEASE_PREFIX)?.to_string();
-        let a = l.metadata.annotations.clone().unwrap_or_default();
-        let spec = l.spec.clone().unwrap_or_default();
-        let expires = match (spec.renew_time, spec.lease_duration_seconds) {
-            (Some(t), Some(d)) => Some(t.0 + SignedDuration::from_secs(i64::from(d))),
-            _ => None,
-        };
-        let words = |k: &str| -> Vec<String> {
-            a.get(k)
-                .map(|v| v.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default()
-        };
-        Some(NodeLease {
-            node,
-            expires,
-            ineligible: a
-                .get(lease::ELIGIBLE)
-                .and_then(|v| contracts::parse_eligible(v).ok())
-                .flatten(),
-            subnets: words(lease::SUBNETS)
-                .iter()
-                .filter_map(|s| s.parse().ok())
-                .collect(),
-            holding: words(lease::HOLDING)
-                .iter()
-                .filter_map(|s| s.parse().ok())
-                .collect(),
-            interface_v4: a.get(lease::INTERFACE_V4).cloned(),
-            interface_v6: a.get(lease::INTERFACE_V6).cloned(),
-            virtual_count: a
-                .get(lease::VIRTUAL_COUNT)
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0),
-        })
-    }
-
-    pub fn alive(&self, now: Timestamp) -> bool {
-        self.expires.is_some_and(|e| e > now)
-    }
-}
+pub use ferrolb_api::node_lease::NodeLease;
 
 /// Nodes with a ready endpoint, per Service.
 pub type Endpoints = BTreeMap<ObjKey, BTreeSet<String>>;
