@@ -190,15 +190,7 @@ async fn wait_hops(world: &World, pfx: &str, want: &[IpAddr]) -> anyhow::Result<
 async fn stable_sessions(world: &World, bfd: bool) -> anyhow::Result<()> {
     world
         .wait("6 stable BGP sessions", WAIT, |w| {
-            let v = w.frr.vtysh_json("show bgp neighbors json").ok()?;
-            let peers = v.as_object()?;
-            let up = peers
-                .values()
-                .filter(|n| {
-                    n.get("bgpState").and_then(|s| s.as_str()) == Some("Established")
-                        && n.get("bgpTimerUpMsec").and_then(|m| m.as_u64()) >= Some(3000)
-                })
-                .count();
+            let up = routing::established_for(&w.frr, 3000)?;
             let bfd_up = !bfd
                 || w.frr
                     .vtysh_json("show bfd peers json")

@@ -314,18 +314,7 @@ pub fn restart_sidecar_with(world: &mut World, i: usize, values: &str) -> anyhow
     let dir = sidecar_dir(world, i);
     std::fs::write(dir.join("values.yaml"), values)?;
     let _ = std::fs::remove_file(dir.join("bird.ctl"));
-    let mut cmd = Command::new(env::binary("bird-sidecar"));
-    cmd.arg("--node-name")
-        .arg(&world.names[i])
-        .arg("--kubeconfig")
-        .arg(world.cp.management_kubeconfig())
-        .arg("--values")
-        .arg(dir.join("values.yaml"))
-        .arg("--config-path")
-        .arg(dir.join("bird.conf"))
-        .arg("--socket")
-        .arg(dir.join("bird.ctl"))
-        .args(["--poll-interval", "500ms"]);
+    let cmd = world.sidecar_command(i, &dir);
     let ns = world.topo.node(i).ns_name().to_string();
     world.sidecars[i] = Some(world.topo.spawn_in(&ns, &cmd)?);
     Ok(())
@@ -666,6 +655,22 @@ fn parse_via(line: &str) -> Vec<IpAddr> {
                 .filter_map(|w| w[2].parse().ok()),
         )
         .collect()
+}
+
+/// How many of the ToR's BGP sessions are Established and have been up for at least `up_ms`
+/// (past FRR's BFD re-registration flap, see `topology::Frr`); `None` when FRR does not answer.
+pub fn established_for(frr: &Frr, up_ms: u64) -> Option<usize> {
+    let v = frr.vtysh_json("show bgp neighbors json").ok()?;
+    let peers = v.as_object()?;
+    Some(
+        peers
+            .values()
+            .filter(|n| {
+                n.get("bgpState").and_then(|s| s.as_str()) == Some("Established")
+                    && n.get("bgpTimerUpMsec").and_then(|m| m.as_u64()) >= Some(up_ms)
+            })
+            .count(),
+    )
 }
 
 #[cfg(test)]

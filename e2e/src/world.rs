@@ -123,6 +123,11 @@ impl World {
             "localASN: {NODE_ASN}\npeers:\n  - {{ address: {TOR_LAN_V4}, asn: {TOR_ASN}, bfd: true }}\n  - {{ address: \"{TOR_LAN_V6}\", asn: {TOR_ASN}, bfd: true }}\n"
         );
         std::fs::write(dir.join("values.yaml"), values)?;
+        Ok(self.topo.spawn_in(&ns, &self.sidecar_command(i, &dir))?)
+    }
+
+    /// The bird-sidecar of node `i`, with its values, config and control socket in `dir`.
+    pub fn sidecar_command(&self, i: usize, dir: &std::path::Path) -> Command {
         let mut cmd = Command::new(env::binary("bird-sidecar"));
         cmd.arg("--node-name")
             .arg(&self.names[i])
@@ -135,7 +140,7 @@ impl World {
             .arg("--socket")
             .arg(dir.join("bird.ctl"))
             .args(["--poll-interval", "500ms"]);
-        Ok(self.topo.spawn_in(&ns, &cmd)?)
+        cmd
     }
 
     /// A TCP responder in node `i` answering `hello from <node>` on every address (as

@@ -158,16 +158,7 @@ async fn virtual_addresses_are_routed_by_ecmp_follow_endpoints_survive_failures_
 
     // Every session up and past FRR's BFD re-registration flap (see topology::Frr).
     until(&world, "6 BGP sessions up for 3 s", WAIT, |w| {
-        let v = w.frr.vtysh_json("show bgp neighbors json").ok()?;
-        let peers = v.as_object()?;
-        let up = peers
-            .values()
-            .filter(|n| {
-                n.get("bgpState").and_then(|s| s.as_str()) == Some("Established")
-                    && n.get("bgpTimerUpMsec").and_then(|m| m.as_u64()) >= Some(3000)
-            })
-            .count();
-        (up == 6).then_some(())
+        (routing::established_for(&w.frr, 3000)? == 6).then_some(())
     })
     .await;
 
