@@ -318,8 +318,9 @@ impl Agent {
             .args(["--watch-namespace", w.name()])
             .args(["--namespace", w.name()])
             .args(["--metrics-addr", &format!("127.0.0.1:{METRICS_PORT}")])
-            // As deployed: the binary's default level.
-            .env("RUST_LOG", "info");
+            // As deployed: the binary's default level, and the agent image's malloc arenas.
+            .env("RUST_LOG", "info")
+            .env("MALLOC_ARENA_MAX", "2");
         let process = w.topo.spawn_in(w.node_ns(0), &cmd)?;
         // `setpriv` and `ip netns exec` exec into the agent: the pid is the agent's.
         let agent = Agent { process };
