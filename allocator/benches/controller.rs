@@ -78,36 +78,6 @@ impl Allocator {
         Ok(Allocator { process, metrics })
     }
 
-    fn proc_file(&self, file: &str) -> String {
-        std::fs::read_to_string(format!("/proc/{}/{file}", self.process.id())).unwrap_or_default()
-    }
-
-    /// utime + stime so far, in seconds.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = self.proc_file("stat");
-        let fields: Vec<&str> = stat
-            .rfind(')')
-            .map(|i| stat[i + 1..].split_whitespace().collect())
-            .unwrap_or_default();
-        // After the command: field 3 (state) is index 0, so utime (14) and stime (15) are 11, 12.
-        let tick = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (tick(11) + tick(12)) / clock_ticks()
-    }
-
-    /// VmHWM: the peak resident set, in MiB.
-    fn peak_rss_mib(&self) -> f64 {
-        self.proc_file("status")
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1024.0)
-    }
-
     async fn get(&self, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics)).await else {
@@ -153,16 +123,6 @@ impl Allocator {
     fn exited(&mut self) -> Option<String> {
         self.process.exited()
     }
-}
-
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0)
 }
 
 /// When each Service (by name) was asked for, and first seen with an address, with the
@@ -462,11 +422,11 @@ async fn burst(
     deadline: Instant,
 ) -> anyhow::Result<Burst> {
     let api: Api<Service> = Api::namespaced(client.clone(), ns);
-    let cpu0 = allocator.cpu_seconds();
+    let cpu0 = allocator.process.cpu_seconds();
     let (first, took, _) = create(&api, "s", n, group, track, deadline).await?;
     let complete = |t: &Track| t.asked.keys().filter(|k| t.complete(k).is_some()).count();
     wait(track, deadline, |t| complete(t) >= n).await;
-    let cpu_s = allocator.cpu_seconds() - cpu0;
+    let cpu_s = allocator.process.cpu_seconds() - cpu0;
     let (passes, mean_pass) = allocator.passes().await;
     let t = lock(track);
     let ours = |k: &&String| k.starts_with("s-");
@@ -491,7 +451,7 @@ async fn burst(
             .len(),
         latencies_ms: latencies(&t, "s-"),
         cpu_s,
-        peak_rss_mib: allocator.peak_rss_mib(),
+        peak_rss_mib: allocator.process.status_mib("VmHWM:"),
         passes,
         mean_pass_ms: mean_pass * 1e3,
     })
@@ -586,7 +546,7 @@ async fn backlog(
     let limit = deadline.min(Instant::now() + Duration::from_secs(180));
     wait(&track, limit, |t| complete(t) >= created).await;
     let (passes, mean_pass) = a.passes_after_first().await;
-    let (cpu_s, rss) = (a.cpu_seconds(), a.peak_rss_mib());
+    let (cpu_s, rss) = (a.process.cpu_seconds(), a.process.status_mib("VmHWM:"));
     tasks.iter().for_each(JoinHandle::abort);
     a.kill();
     let t = lock(&track);
@@ -723,8 +683,8 @@ async fn large(
     );
     println!(
         "    allocator: {:.2} CPU s, peak RSS {:.1} MiB, {passes} passes of {:.1} ms mean",
-        r.cpu_seconds(),
-        r.peak_rss_mib(),
+        r.process.cpu_seconds(),
+        r.process.status_mib("VmHWM:"),
         mean_pass * 1e3
     );
     let restart = json!({
@@ -733,8 +693,8 @@ async fn large(
         "readyz_ms": ms(ready_at),
         "new_service_addressed_ms": ms(probe_at),
         "restart_to_ready_ms": ms(total),
-        "allocator_cpu_s": round(r.cpu_seconds(), 2),
-        "allocator_peak_rss_mib": round(r.peak_rss_mib(), 1),
+        "allocator_cpu_s": round(r.process.cpu_seconds(), 2),
+        "allocator_peak_rss_mib": round(r.process.status_mib("VmHWM:"), 1),
         "allocator_passes": passes,
         "allocator_mean_pass_ms": round(mean_pass * 1e3, 1),
     });

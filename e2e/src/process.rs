@@ -82,6 +82,38 @@ impl Process {
         &self.label
     }
 
+    /// `/proc/<pid>/<file>`, empty once the process is gone.
+    pub fn proc_file(&self, file: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{file}", self.id())).unwrap_or_default()
+    }
+
+    /// A `/proc/<pid>/status` figure given in kiB (`field` with its colon, e.g. `VmHWM:`), as
+    /// MiB; 0 when absent.
+    pub fn status_mib(&self, field: &str) -> f64 {
+        self.proc_file("status")
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+
+    /// Its CPU time so far (utime + stime), in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = self.proc_file("stat");
+        let fields: Vec<&str> = stat
+            .rfind(')')
+            .map(|i| stat[i + 1..].split_whitespace().collect())
+            .unwrap_or_default();
+        // After the command: field 3 (state) is index 0, so utime (14) and stime (15) are 11, 12.
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (tick(11) + tick(12)) / clock_ticks()
+    }
+
     /// The child, e.g. to take a piped stdout. Waiting on it directly is fine; signal through
     /// [`Process::signal`] so the whole group gets it.
     pub fn child_mut(&mut self) -> &mut Child {
@@ -183,4 +215,15 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.stop(Duration::ZERO);
     }
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`), the unit of `/proc/<pid>/stat` times.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
 }

@@ -325,12 +325,12 @@ impl Agent {
         // `setpriv` and `ip netns exec` exec into the agent: the pid is the agent's.
         let agent = Agent { process };
         let deadline = Instant::now() + Duration::from_secs(2);
-        while agent.proc_file("comm").trim() != "ferrolb-agent" {
+        while agent.process.proc_file("comm").trim() != "ferrolb-agent" {
             if Instant::now() > deadline {
                 bail!(
                     "pid {} is {:?}, not the agent",
                     agent.process.id(),
-                    agent.proc_file("comm")
+                    agent.process.proc_file("comm")
                 );
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -338,58 +338,21 @@ impl Agent {
         Ok(agent)
     }
 
-    fn proc_file(&self, file: &str) -> String {
-        std::fs::read_to_string(format!("/proc/{}/{file}", self.process.id())).unwrap_or_default()
-    }
-
-    /// A `/proc/<pid>/status` figure in kiB, as MiB.
-    fn status_mib(&self, name: &str) -> f64 {
-        self.proc_file("status")
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1024.0)
-    }
-
     /// VmHWM (peak) and VmRSS (now), in MiB.
     fn rss_mib(&self) -> (f64, f64) {
-        (self.status_mib("VmHWM:"), self.status_mib("VmRSS:"))
+        (
+            self.process.status_mib("VmHWM:"),
+            self.process.status_mib("VmRSS:"),
+        )
     }
 
     /// What VmRSS is now made of, in MiB: heap and stacks (RssAnon) and mapped files, the
     /// binary's own pages mostly (RssFile).
     fn rss_split(&self) -> Value {
         json!({
-            "anon_mib": round(self.status_mib("RssAnon:"), 1),
-            "file_mib": round(self.status_mib("RssFile:"), 1),
+            "anon_mib": round(self.process.status_mib("RssAnon:"), 1),
+            "file_mib": round(self.process.status_mib("RssFile:"), 1),
         })
-    }
-
-    /// utime + stime so far, in seconds.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = self.proc_file("stat");
-        let fields: Vec<&str> = stat
-            .rfind(')')
-            .map(|i| stat[i + 1..].split_whitespace().collect())
-            .unwrap_or_default();
-        let tick = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let hz = Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(100.0);
-        (tick(11) + tick(12)) / hz
     }
 
     /// Whether it exited, and the last lines of its log: for error messages.
@@ -813,16 +776,16 @@ async fn run(w: &World) -> anyhow::Result<Value> {
         Err(e) => bail!("{e:#}\n{}", agent.state()),
     };
     let converged = Duration::from_secs_f64(local_s.max(virtual_s));
-    let cpu_converge = agent.cpu_seconds();
+    let cpu_converge = agent.process.cpu_seconds();
     let ready = ready_after(&ns, t0).await?;
     println!(
         "restart after a graceful stop: all {SERVICES} addresses after {:.3} s (virtual {virtual_s:.3} s, local {local_s:.3} s; ready after {:.3} s, {cpu_converge:.2} s CPU)",
         converged.as_secs_f64(),
         ready.as_secs_f64()
     );
-    let cpu_before = agent.cpu_seconds();
+    let cpu_before = agent.process.cpu_seconds();
     tokio::time::sleep(SETTLE).await;
-    let cpu_steady = (agent.cpu_seconds() - cpu_before) / SETTLE.as_secs_f64();
+    let cpu_steady = (agent.process.cpu_seconds() - cpu_before) / SETTLE.as_secs_f64();
     let (hwm_graceful, rss_graceful) = agent.rss_mib();
     let split_graceful = agent.rss_split();
     end_profile(perf);
