@@ -227,3 +227,26 @@ fn clock_ticks() -> f64 {
         .and_then(|s| s.trim().parse::<f64>().ok())
         .unwrap_or(100.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_its_cpu_time_and_resident_set() {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5",
+        ]);
+        let mut p = Process::spawn("busy", cmd, None).expect("sh runs");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            p.status_mib("VmHWM:") > 0.0,
+            "a live process has a peak RSS"
+        );
+        assert!(p.cpu_seconds() > 0.0, "the busy loop used CPU time");
+        assert_eq!(p.status_mib("NoSuchField:"), 0.0);
+        p.stop(Duration::ZERO);
+    }
+}
