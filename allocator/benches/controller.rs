@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use ferrolb_api::annotations as ann;
 use ferrolb_api::contracts::reason;
 use ferrolb_e2e::controlplane::{BITMAP_CLUSTER_IP_ALLOCATOR, ControlPlane};
-use ferrolb_e2e::process::{Process, tied};
+use ferrolb_e2e::process::{Process, own_cpu_seconds, tied};
 use ferrolb_e2e::results::{Tier, record};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Service};
@@ -363,6 +363,41 @@ impl Allocator {
     }
 }
 
+/// Where the CPU time of a measurement went: the control plane's processes, this bench (its
+/// creates and watches) and the allocator, from [`CpuSplit::start`] on.
+struct CpuSplit {
+    control_plane: Vec<(String, f64)>,
+    bench: f64,
+}
+
+impl CpuSplit {
+    fn start(cp: &ControlPlane) -> CpuSplit {
+        CpuSplit {
+            control_plane: cp.cpu_seconds(),
+            bench: own_cpu_seconds(),
+        }
+    }
+
+    /// CPU seconds by process since the start; `allocator_s` is the allocator's own.
+    fn json(&self, cp: &ControlPlane, allocator_s: f64) -> Value {
+        let mut out = serde_json::Map::new();
+        for (label, now) in cp.cpu_seconds() {
+            let before = self
+                .control_plane
+                .iter()
+                .find(|(l, _)| *l == label)
+                .map_or(0.0, |(_, s)| *s);
+            out.insert(label, round(now - before, 1).into());
+        }
+        out.insert(
+            "bench client".into(),
+            round(own_cpu_seconds() - self.bench, 1).into(),
+        );
+        out.insert("allocator".into(), round(allocator_s, 1).into());
+        Value::Object(out)
+    }
+}
+
 /// Figures of a burst: how long creating took, when every Service had its address, and when
 /// every Service was complete (status, annotation and Event).
 struct Burst {
@@ -379,6 +414,7 @@ struct Burst {
     peak_rss_mib: f64,
     passes: u64,
     mean_pass_ms: f64,
+    cpu_split: Value,
 }
 
 impl Burst {
@@ -406,6 +442,7 @@ impl Burst {
             "allocator_peak_rss_mib": round(self.peak_rss_mib, 1),
             "allocator_passes": self.passes,
             "allocator_mean_pass_ms": round(self.mean_pass_ms, 1),
+            "cpu_s_by_process": self.cpu_split,
         })
     }
 }
@@ -413,7 +450,7 @@ impl Burst {
 /// Creates `n` Services at once in `ns` and waits (until `deadline`) for every one to be
 /// complete; the allocator must be running and idle.
 async fn burst(
-    client: &Client,
+    cp: &ControlPlane,
     ns: &str,
     group: &str,
     n: usize,
@@ -421,12 +458,14 @@ async fn burst(
     track: &Arc<Mutex<Track>>,
     deadline: Instant,
 ) -> anyhow::Result<Burst> {
-    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    let api: Api<Service> = Api::namespaced(cp.client().await?, ns);
     let cpu0 = allocator.process.cpu_seconds();
+    let split = CpuSplit::start(cp);
     let (first, took, _) = create(&api, "s", n, group, track, deadline).await?;
     let complete = |t: &Track| t.asked.keys().filter(|k| t.complete(k).is_some()).count();
     wait(track, deadline, |t| complete(t) >= n).await;
     let cpu_s = allocator.process.cpu_seconds() - cpu0;
+    let cpu_split = split.json(cp, cpu_s);
     let (passes, mean_pass) = allocator.passes().await;
     let t = lock(track);
     let ours = |k: &&String| k.starts_with("s-");
@@ -454,6 +493,7 @@ async fn burst(
         peak_rss_mib: allocator.process.status_mib("VmHWM:"),
         passes,
         mean_pass_ms: mean_pass * 1e3,
+        cpu_split,
     })
 }
 
@@ -497,6 +537,7 @@ fn print_burst(title: &str, b: &Burst) {
         "    allocator: {:.2} CPU s, peak RSS {:.1} MiB, {} passes of {:.1} ms mean",
         b.cpu_s, b.peak_rss_mib, b.passes, b.mean_pass_ms
     );
+    println!("    CPU s by process: {}", b.cpu_split);
 }
 
 async fn small(cp: &ControlPlane, client: &Client, deadline: Instant) -> anyhow::Result<Value> {
@@ -507,7 +548,7 @@ async fn small(cp: &ControlPlane, client: &Client, deadline: Instant) -> anyhow:
     let track = Arc::new(Mutex::new(Track::default()));
     let tasks = watch(client, ns, track.clone()).await;
     let limit = deadline.min(Instant::now() + Duration::from_secs(120));
-    let b = burst(client, ns, &group, SMALL, &a, &track, limit).await?;
+    let b = burst(cp, ns, &group, SMALL, &a, &track, limit).await?;
     tasks.iter().for_each(JoinHandle::abort);
     a.kill();
     print_burst(&format!("{SMALL} Services at once"), &b);
@@ -541,12 +582,14 @@ async fn backlog(
     let (_, took, created) = create(&api, "s", n, &group, &track, deadline).await?;
     let tasks = watch(client, ns, track.clone()).await;
     let started = Instant::now();
+    let split = CpuSplit::start(cp);
     let mut a = Allocator::start(cp, ns, &format!("backlog-{phase}"))?;
     let complete = |t: &Track| t.asked.keys().filter(|k| t.complete(k).is_some()).count();
     let limit = deadline.min(Instant::now() + Duration::from_secs(180));
     wait(&track, limit, |t| complete(t) >= created).await;
     let (passes, mean_pass) = a.passes_after_first().await;
     let (cpu_s, rss) = (a.process.cpu_seconds(), a.process.status_mib("VmHWM:"));
+    let cpu_split = split.json(cp, cpu_s);
     tasks.iter().for_each(JoinHandle::abort);
     a.kill();
     let t = lock(&track);
@@ -564,6 +607,7 @@ async fn backlog(
         span.as_secs_f64(),
         mean_pass * 1e3
     );
+    println!("    CPU s by process: {cpu_split}");
     Ok(json!({
         "services": created,
         "create_requests_s": round(took.as_secs_f64(), 2),
@@ -574,6 +618,7 @@ async fn backlog(
         "allocator_peak_rss_mib": round(rss, 1),
         "allocator_passes": passes,
         "allocator_mean_pass_ms": round(mean_pass * 1e3, 1),
+        "cpu_s_by_process": cpu_split,
     }))
 }
 
@@ -590,7 +635,7 @@ async fn large(
     let track = Arc::new(Mutex::new(Track::default()));
     let tasks = watch(client, ns, track.clone()).await;
     let b = burst(
-        client,
+        cp,
         ns,
         &group,
         LARGE,
@@ -719,23 +764,42 @@ async fn fresh(phase: &str) -> anyhow::Result<(ControlPlane, Client)> {
     Ok((cp, client))
 }
 
+/// The phases to run: all, or those named in `FERROLB_BENCH_PHASES` (comma-separated: `1k`,
+/// `10k`, `backlog_10k`), for work on one of them; a partial run is marked so in the figures.
+fn phases() -> Option<Vec<String>> {
+    let v = std::env::var("FERROLB_BENCH_PHASES").ok()?;
+    Some(v.split(',').map(|p| p.trim().to_string()).collect())
+}
+
+fn wanted(phase: &str) -> bool {
+    phases().is_none_or(|p| p.iter().any(|x| x == phase))
+}
+
 async fn run(figures: &Mutex<serde_json::Map<String, Value>>) -> anyhow::Result<()> {
     let deadline = Instant::now() + BUDGET;
     let set = |k: &str, v: Value| {
         lock(figures).insert(k.into(), v);
     };
-    let (cp, client) = fresh("the 1k burst and the 1k backlog").await?;
-    set("burst_1k", small(&cp, &client, deadline).await?);
-    set(
-        "backlog_1k",
-        backlog(&cp, &client, deadline, SMALL, "1k", "2001:db8:c::").await?,
-    );
-    drop(cp);
-    let (cp, client) = fresh("the 10k burst and the restart").await?;
-    let (burst, restart) = large(&cp, &client, deadline).await?;
-    drop(cp);
-    set("burst_10k", burst.clone());
-    set("restart_10k", restart);
+    if wanted("1k") {
+        let (cp, client) = fresh("the 1k burst and the 1k backlog").await?;
+        set("burst_1k", small(&cp, &client, deadline).await?);
+        set(
+            "backlog_1k",
+            backlog(&cp, &client, deadline, SMALL, "1k", "2001:db8:c::").await?,
+        );
+    }
+    let mut burst = Value::Null;
+    if wanted("10k") {
+        let (cp, client) = fresh("the 10k burst and the restart").await?;
+        let (b, restart) = large(&cp, &client, deadline).await?;
+        drop(cp);
+        set("burst_10k", b.clone());
+        set("restart_10k", restart);
+        burst = b;
+    }
+    if !wanted("backlog_10k") {
+        return Ok(());
+    }
     let (cp, client) = fresh("the 10k backlog").await?;
     let backlog = backlog(&cp, &client, deadline, LARGE, "10k", "2001:db8:d::").await?;
     drop(cp);
@@ -794,6 +858,9 @@ fn main() {
         "release (cargo bench profile)".into(),
     );
     all.insert("create_concurrency".into(), CONCURRENCY.into());
+    if let Some(p) = phases() {
+        all.insert("partial_run_of_phases".into(), p.into());
+    }
     all.insert(
         "method".into(),
         "one allocator process per phase (--watch-namespace of the phase, leader election off) on a \

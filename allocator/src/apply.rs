@@ -1,7 +1,7 @@
 //! The only code that writes: server-side apply of Service status and annotations and of
 //! ServiceGroup status and finalizer (field manager `ferrolb-allocator`), and Events.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -134,7 +134,7 @@ impl Applier {
     /// with back-off); permanent errors become Events.
     ///
     /// Service writes run [`WRITERS`] at a time; each Service's own writes stay in order
-    /// (status, then its Events, then annotations). Releases of addresses reused in the same
+    /// (status with annotations, then its Events). Releases of addresses reused in the same
     /// pass are written (and confirmed) first, see [`rounds`].
     pub async fn apply(&self, plan: &Plan, snap: &Snapshot, observer: &Observer) -> Result<()> {
         let mut transient: Option<Error> = None;
@@ -214,10 +214,11 @@ impl Applier {
         Ok(())
     }
 
-    /// One Service's writes, in order: status, the Events of the change, annotations, then the
-    /// standing problems. The AddressAllocated Event goes before the annotations so that a
-    /// crash in between leaves a Service without `ferrolb.io/allocated-by`, which the next
-    /// pass tells again (see `plan`).
+    /// One Service's writes, in order: status (with the annotations, see
+    /// [`Change::SetIngress`]), the Events of the change, other annotation changes, then the
+    /// standing problems. Events come after the write they tell of, so none tells of an address
+    /// that was not written; an allocator killed between the two loses that Event (Events are
+    /// best-effort in Kubernetes), never the address.
     async fn service(&self, p: &SvcPlan, s: &SvcView, observer: &Observer) -> Outcome {
         let mut out = Outcome::default();
         let mut problems = p.problems.clone();
@@ -269,9 +270,11 @@ impl Applier {
         let change = if kept.is_empty() {
             Change::ClearIngress { key: s.key.clone() }
         } else {
+            // The annotations it has stay as they are until its second round.
             Change::SetIngress {
                 key: s.key.clone(),
                 ingress: kept.to_vec(),
+                annotations: s.written.clone(),
             }
         };
         match self.write_service(&change, s).await {
@@ -384,15 +387,34 @@ impl Applier {
             v
         };
         let out = match change {
-            Change::SetIngress { ingress, .. } => {
+            Change::SetIngress {
+                ingress,
+                annotations,
+                ..
+            } => {
                 let entries: Vec<Value> = ingress
                     .iter()
                     .map(|a| json!({ "ip": a.to_string(), "ipMode": "VIP" }))
                     .collect();
-                let body = base(json!({ "status": { "loadBalancer": { "ingress": entries } } }));
+                let mut body =
+                    base(json!({ "status": { "loadBalancer": { "ingress": entries } } }));
+                if !annotations.is_empty() {
+                    body["metadata"]["annotations"] = json!(annotations);
+                }
                 tracing::info!(service = %s.key, addresses = ?ingress, "writing status");
-                api.patch_status(name, &apply_params(), &Patch::Apply(&body))
-                    .await?
+                let svc = api
+                    .patch_status(name, &apply_params(), &Patch::Apply(&body))
+                    .await?;
+                if kept_all(&svc, annotations) {
+                    svc
+                } else {
+                    // An API server whose Service status strategy resets metadata: the
+                    // annotations need a write of their own.
+                    tracing::warn!(service = %s.key, "the API server dropped the annotations of a status write; writing them apart");
+                    let body = base(json!({ "metadata": { "annotations": annotations } }));
+                    api.patch(name, &apply_params(), &Patch::Apply(&body))
+                        .await?
+                }
             }
             Change::ClearIngress { .. } => {
                 tracing::info!(service = %s.key, "clearing status");
@@ -508,4 +530,12 @@ impl Applier {
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         recorder.publish(&ev, &reference).await
     }
+}
+
+/// `svc` carries every one of `annotations` with its value.
+fn kept_all(svc: &Service, annotations: &BTreeMap<String, String>) -> bool {
+    let have = svc.metadata.annotations.as_ref();
+    annotations
+        .iter()
+        .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
 }

@@ -99,19 +99,7 @@ impl Process {
 
     /// Its CPU time so far (utime + stime), in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = self.proc_file("stat");
-        let fields: Vec<&str> = stat
-            .rfind(')')
-            .map(|i| stat[i + 1..].split_whitespace().collect())
-            .unwrap_or_default();
-        // After the command: field 3 (state) is index 0, so utime (14) and stime (15) are 11, 12.
-        let tick = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (tick(11) + tick(12)) / clock_ticks()
+        stat_cpu_seconds(&self.proc_file("stat"))
     }
 
     /// The child, e.g. to take a piped stdout. Waiting on it directly is fine; signal through
@@ -226,6 +214,27 @@ fn clock_ticks() -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse::<f64>().ok())
         .unwrap_or(100.0)
+}
+
+/// This process's own CPU time so far (utime + stime of all its threads), in seconds.
+pub fn own_cpu_seconds() -> f64 {
+    stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// utime + stime of a `/proc/<pid>/stat` text, in seconds; 0 when unreadable.
+fn stat_cpu_seconds(stat: &str) -> f64 {
+    let fields: Vec<&str> = stat
+        .rfind(')')
+        .map(|i| stat[i + 1..].split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command: field 3 (state) is index 0, so utime (14) and stime (15) are 11, 12.
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / clock_ticks()
 }
 
 #[cfg(test)]

@@ -13,8 +13,15 @@ use crate::observe::{GroupView, ObjKey, Snapshot, SvcView};
 /// One write.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
-    /// Server-side apply of `status.loadBalancer.ingress` (ipMode VIP).
-    SetIngress { key: ObjKey, ingress: Vec<IpAddr> },
+    /// Server-side apply of `status.loadBalancer.ingress` (ipMode VIP) together with the
+    /// allocator's annotations, in one write: the Service's status strategy keeps metadata
+    /// (it resets only `spec`), so watchers (every node's agent) see the address and its group
+    /// at once, and a Service costs one write instead of two.
+    SetIngress {
+        key: ObjKey,
+        ingress: Vec<IpAddr>,
+        annotations: BTreeMap<String, String>,
+    },
     /// Remove `status.loadBalancer.ingress`.
     ClearIngress { key: ObjKey },
     /// Server-side apply of the allocator's annotations.
@@ -55,6 +62,10 @@ pub fn diff(plan: &Plan, snap: &Snapshot) -> Vec<Change> {
 /// The writes one Service needs.
 pub fn service_changes(p: &SvcPlan, s: &SvcView) -> Vec<Change> {
     let mut out = Vec::new();
+    let annotations_differ = p
+        .annotations
+        .iter()
+        .any(|(k, v)| s.written.get(k) != Some(v));
     if p.ingress.is_empty() {
         if !s.ingress.is_empty() || !s.ingress_exact {
             out.push(Change::ClearIngress { key: s.key.clone() });
@@ -63,13 +74,11 @@ pub fn service_changes(p: &SvcPlan, s: &SvcView) -> Vec<Change> {
         out.push(Change::SetIngress {
             key: s.key.clone(),
             ingress: p.ingress.clone(),
+            annotations: p.annotations.clone(),
         });
     }
-    let differs = p
-        .annotations
-        .iter()
-        .any(|(k, v)| s.written.get(k) != Some(v));
-    if differs {
+    let with_status = matches!(out.last(), Some(Change::SetIngress { .. }));
+    if annotations_differ && !with_status {
         out.push(Change::SetAnnotations {
             key: s.key.clone(),
             annotations: p.annotations.clone(),

@@ -29,8 +29,17 @@ async fn allocates_by_family_policy_and_refuses_half_dual_stack() {
     env.apply_group(&v4, local(&[("198.51.100.0/24", "198.51.100.10/31")], &[]))
         .await;
     let _a = env.allocator("a", false);
+    let first = first_addressed(&env, "single").await;
     env.apply_svc(&svc("single").group(&dual)).await;
     env.wait_ips("single", &["192.0.2.100"]).await;
+    // One write carries the address and its annotations: no watcher (every node's agent)
+    // ever sees the one without the other.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), first)
+        .await
+        .expect("the watcher saw the address")
+        .expect("the watcher task");
+    assert_eq!(first.get(ann::ALLOCATED_FROM), Some(&dual), "{first:?}");
+    assert_eq!(first.get(ann::POOL_TYPE).map(String::as_str), Some("local"));
     env.apply_svc(&svc("six").group(&dual).v6()).await;
     env.wait_ips("six", &["2001:db8:1::100"]).await;
     env.apply_svc(&svc("prefer").group(&dual).policy("PreferDualStack"))
@@ -247,6 +256,38 @@ async fn edge_pools_and_a_waiting_service_served_by_a_new_range() {
     )
     .await;
     env.wait_ips("e", &["192.0.2.41"]).await;
+}
+
+/// The annotations of `name` in the first watch event that shows it with an address; returns
+/// once the watch has started, so the Service may be created right after.
+async fn first_addressed(
+    env: &Env,
+    name: &str,
+) -> tokio::task::JoinHandle<BTreeMap<String, String>> {
+    let api = env.services();
+    let name = name.to_string();
+    let (started, on_start) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut started = Some(started);
+        let stream = watcher(api, watcher::Config::default());
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::InitDone) => {
+                    started.take().map(|s| s.send(()));
+                }
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s))
+                    if s.name_any() == name && !ingress(Some(&s)).is_empty() =>
+                {
+                    return s.annotations().clone();
+                }
+                _ => {}
+            }
+        }
+        BTreeMap::new()
+    });
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), on_start).await;
+    task
 }
 
 /// Watches the namespace's Services and records every moment two of them show one address.

@@ -248,6 +248,15 @@ impl ControlPlane {
         (out.status.success(), text)
     }
 
+    /// CPU seconds (utime + stime) each of its processes has used so far, by label: where a
+    /// benchmark's time goes besides the process it measures.
+    pub fn cpu_seconds(&self) -> Vec<(String, f64)> {
+        self.processes
+            .iter()
+            .map(|p| (p.label().to_string(), p.cpu_seconds()))
+            .collect()
+    }
+
     /// Stops the API server (SIGKILL), for tests of API-server outages.
     pub fn kill(&mut self, name: &str) {
         self.processes

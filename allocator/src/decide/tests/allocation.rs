@@ -353,7 +353,8 @@ fn an_address_shown_without_our_annotations_is_told_again() {
     let p = w.pass();
     let reasons = |p: &Plan| -> Vec<&str> { of(p, "a").news.iter().map(|n| n.reason).collect() };
     assert_eq!(reasons(&p), vec![reason::ADDRESS_ALLOCATED]);
-    // A crash after the status write, before the Event and the annotations.
+    // An address without our annotations: an older allocator (status and annotations written
+    // apart) killed in between, or annotations removed by hand.
     w.snap.services[0].written.clear();
     let p = plan(&w.snap, &w.settings);
     assert_eq!(reasons(&p), vec![reason::ADDRESS_ALLOCATED]);
@@ -361,4 +362,34 @@ fn an_address_shown_without_our_annotations_is_told_again() {
     assert_eq!(of(&p, "a").ingress, w.snap.services[0].ingress);
     w.pass();
     assert!(reasons(&plan(&w.snap, &w.settings)).is_empty());
+}
+
+#[test]
+fn an_allocation_is_one_write_carrying_status_and_annotations() {
+    let mut w = World::new(&[small("g")], &[svc("a").group("g")]);
+    let p = plan(&w.snap, &w.settings);
+    let changes = crate::decide::diff::service_changes(&p.services[0], &w.snap.services[0]);
+    let [crate::decide::Change::SetIngress { annotations, .. }] = changes.as_slice() else {
+        panic!("one status write expected, got {changes:#?}");
+    };
+    assert_eq!(
+        annotations.get(ann::ALLOCATED_FROM).map(String::as_str),
+        Some("g")
+    );
+    w.pass();
+    assert_eq!(w.written("a", ann::ALLOCATED_FROM).as_deref(), Some("g"));
+
+    // Annotations alone (the group's type changed under it) are a write of their own.
+    let mut stale = w.snap.services[0].written.clone();
+    stale.insert(ann::POOL_TYPE.into(), "something-else".into());
+    w.snap.services[0].written = stale;
+    let p = plan(&w.snap, &w.settings);
+    let changes = crate::decide::diff::service_changes(&p.services[0], &w.snap.services[0]);
+    assert!(
+        matches!(
+            changes.as_slice(),
+            [crate::decide::Change::SetAnnotations { .. }]
+        ),
+        "{changes:#?}"
+    );
 }

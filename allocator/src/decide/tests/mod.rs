@@ -238,9 +238,14 @@ impl World {
     fn write(&mut self, c: super::Change) {
         use super::Change::*;
         match c {
-            SetIngress { key, ingress } => self.svc_mut(&key, |s| {
+            SetIngress {
+                key,
+                ingress,
+                annotations,
+            } => self.svc_mut(&key, |s| {
                 s.ingress = ingress;
                 s.ingress_exact = true;
+                s.written.extend(annotations);
             }),
             ClearIngress { key } => self.svc_mut(&key, |s| {
                 s.ingress.clear();
