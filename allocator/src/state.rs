@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ferrolb_api::check::parse_pools;
 use ferrolb_api::pool::{AddrRange, Family, non_host_addresses};
@@ -13,27 +14,23 @@ use ipnetwork::IpNetwork;
 use crate::ipam::{self, Ipam, Pool};
 use crate::observe::{GroupView, ObjKey, SvcView};
 
-/// A Service using an address, with the facts the sharing rules compare.
+/// A Service using an address: its view, whose key, uid, sharing key, ports,
+/// externalTrafficPolicy and selector the sharing rules compare. Shared, not copied: the book is
+/// rebuilt on every pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner {
-    pub key: ObjKey,
-    pub uid: String,
-    pub sharing_key: Option<String>,
-    pub ports: BTreeSet<(String, i32)>,
-    pub etp_local: bool,
-    pub selector: BTreeMap<String, String>,
+pub struct Owner(Arc<SvcView>);
+
+impl std::ops::Deref for Owner {
+    type Target = SvcView;
+
+    fn deref(&self) -> &SvcView {
+        &self.0
+    }
 }
 
 impl Owner {
-    pub fn of(s: &SvcView) -> Self {
-        Owner {
-            key: s.key.clone(),
-            uid: s.uid.clone(),
-            sharing_key: s.sharing_key.clone(),
-            ports: s.ports.clone(),
-            etp_local: s.etp_local,
-            selector: s.selector.clone(),
-        }
+    pub fn of(s: &Arc<SvcView>) -> Self {
+        Owner(s.clone())
     }
 
     /// Whether `self` may share an address with `other`; `Err` says why not.

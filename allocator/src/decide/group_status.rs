@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::GroupPlan;
-use crate::observe::GroupView;
+use crate::observe::{GroupView, ObjKey};
 use crate::state::Book;
 
 /// Most Services a condition message names before it says "and N more".
@@ -74,11 +74,11 @@ fn cond(
     }
 }
 
-fn names(list: &[String]) -> String {
+fn names<T: std::fmt::Display>(list: &[T]) -> String {
     let shown = list
         .iter()
         .take(NAMES_SHOWN)
-        .cloned()
+        .map(T::to_string)
         .collect::<Vec<_>>()
         .join(", ");
     if list.len() > NAMES_SHOWN {
@@ -123,15 +123,16 @@ pub fn group_plan(
             full.push(format!("{family} (no pool)"));
         }
     }
-    let mut users: Vec<String> = gb
+    // Sorted and each once (a shared address has several owners); not formatted: a group may
+    // have thousands.
+    let users: Vec<&ObjKey> = gb
         .owners
         .values()
         .flatten()
-        .map(|o| o.key.to_string())
+        .map(|o| &o.key)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    users.sort();
     let out_of_pool: Vec<String> = gb
         .ipam
         .out_of_pool()

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ferrolb_api::annotations as ann;
 use ferrolb_api::contracts::reason;
@@ -14,7 +15,7 @@ use crate::state::{Book, Owner};
 
 /// One of our Services during the pass.
 struct Work<'a> {
-    svc: &'a SvcView,
+    svc: &'a Arc<SvcView>,
     owner: Owner,
     group: Result<String, String>,
     families: Result<Vec<Family>, String>,
@@ -34,7 +35,7 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
         .map(|g| g.name.clone())
         .collect();
     let mut book = Book::new(&snap.groups, &usable);
-    let mut ours: Vec<&SvcView> = snap
+    let mut ours: Vec<&Arc<SvcView>> = snap
         .services
         .iter()
         .filter(|s| is_ours(s, settings))

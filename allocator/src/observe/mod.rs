@@ -35,6 +35,9 @@ pub struct Observer {
     nodes: Store<PartialObjectMeta<Node>>,
     slices: Store<EndpointSlice>,
     written: Arc<Mutex<Written>>,
+    /// Per Service uid, its view and the resourceVersion it was made from: a pass re-reads
+    /// only the Services that changed.
+    views: Arc<Mutex<HashMap<String, (String, Arc<SvcView>)>>>,
     changed: Arc<Notify>,
 }
 
@@ -146,6 +149,7 @@ impl Observer {
             nodes,
             slices,
             written: Arc::default(),
+            views: Arc::default(),
             changed,
         }
     }
@@ -216,7 +220,7 @@ impl Observer {
             add_slice(&mut endpoints, &s);
         }
         Snapshot {
-            services: services.iter().map(|s| SvcView::from_service(s)).collect(),
+            services: self.views_of(&services),
             groups: groups.iter().map(|g| GroupView::from_group(g)).collect(),
             leases,
             nodes: self.nodes.state().iter().map(|n| n.name_any()).collect(),
@@ -226,31 +230,103 @@ impl Observer {
     }
 }
 
+impl Observer {
+    /// The views of `services`, made anew only for those whose resourceVersion changed; views
+    /// of Services no longer there are forgotten.
+    fn views_of(&self, services: &[Arc<Service>]) -> Vec<Arc<SvcView>> {
+        let mut cache = match self.views.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        let mut out = Vec::with_capacity(services.len());
+        for s in services {
+            let uid = s.metadata.uid.as_deref().unwrap_or_default();
+            let rv = s.metadata.resource_version.as_deref().unwrap_or_default();
+            let view = match cache.get(uid) {
+                Some((v, view)) if v == rv && !rv.is_empty() => view.clone(),
+                _ => {
+                    let view = Arc::new(SvcView::from_service(s));
+                    cache.insert(uid.to_string(), (rv.to_string(), view.clone()));
+                    view
+                }
+            };
+            out.push(view);
+        }
+        if cache.len() > out.len() {
+            let live: std::collections::HashSet<&str> =
+                out.iter().map(|v| v.uid.as_str()).collect();
+            cache.retain(|uid, _| live.contains(uid.as_str()));
+        }
+        out
+    }
+}
+
 /// The cached objects, each replaced by what our own write returned when that is newer. Entries
 /// the cache has caught up with, or whose object is gone, are dropped.
 fn newest<K: Resource>(cached: Vec<Arc<K>>, written: &mut HashMap<String, Arc<K>>) -> Vec<Arc<K>> {
+    if written.is_empty() {
+        return cached;
+    }
     let rv = |k: &K| {
         k.meta()
             .resource_version
             .as_deref()
             .and_then(|v| v.parse::<u64>().ok())
     };
-    let mut seen = std::collections::HashSet::new();
+    let mut pending = HashMap::with_capacity(written.len());
     let out = cached
         .into_iter()
         .map(|c| {
-            let uid = c.meta().uid.clone().unwrap_or_default();
-            seen.insert(uid.clone());
-            match written.get(&uid) {
-                Some(w) if rv(w) > rv(&c) => w.clone(),
-                Some(_) => {
-                    written.remove(&uid);
-                    c
+            let uid = c.meta().uid.as_deref().unwrap_or_default();
+            match written.remove_entry(uid) {
+                Some((uid, w)) if rv(&w) > rv(&c) => {
+                    pending.insert(uid, w.clone());
+                    w
                 }
-                None => c,
+                _ => c,
             }
         })
         .collect();
-    written.retain(|uid, _| seen.contains(uid));
+    // What is left in `written` is caught up with or gone.
+    *written = pending;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(uid: &str, rv: &str) -> Arc<Service> {
+        let mut s = Service::default();
+        s.metadata.uid = Some(uid.into());
+        s.metadata.resource_version = Some(rv.into());
+        Arc::new(s)
+    }
+
+    fn rvs(list: &[Arc<Service>]) -> Vec<String> {
+        list.iter()
+            .map(|s| s.metadata.resource_version.clone().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn newest_prefers_our_newer_writes_and_forgets_those_caught_up_or_gone() {
+        let mut written: HashMap<String, Arc<Service>> = [
+            ("a".to_string(), svc("a", "12")),
+            ("b".to_string(), svc("b", "20")),
+            ("gone".to_string(), svc("gone", "30")),
+        ]
+        .into();
+        let cached = vec![svc("a", "10"), svc("b", "21"), svc("c", "5")];
+        let out = newest(cached, &mut written);
+        assert_eq!(rvs(&out), ["12", "21", "5"]);
+        assert_eq!(
+            written.keys().collect::<Vec<_>>(),
+            ["a"],
+            "b caught up, gone is gone"
+        );
+        let out = newest(vec![svc("a", "12")], &mut written);
+        assert_eq!(rvs(&out), ["12"]);
+        assert!(written.is_empty());
+    }
 }

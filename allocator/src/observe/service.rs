@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ferrolb_api::annotations as ann;
 use ferrolb_api::pool::Family;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::jiff::Timestamp;
 
 /// Namespace and name of a namespaced object.
@@ -90,11 +90,12 @@ pub struct SvcView {
 impl SvcView {
     pub fn from_service(svc: &Service) -> Self {
         let meta = &svc.metadata;
-        let annotations = meta.annotations.clone().unwrap_or_default();
-        let spec = svc.spec.clone().unwrap_or_default();
+        let (no_annotations, no_spec) = (BTreeMap::new(), ServiceSpec::default());
+        let annotations = meta.annotations.as_ref().unwrap_or(&no_annotations);
+        let spec = svc.spec.as_ref().unwrap_or(&no_spec);
         let mut conflicts = Vec::new();
         let mut pick = |ours: &str, aliases: &[&str]| {
-            let (value, conflict) = resolve(&annotations, ours, aliases);
+            let (value, conflict) = resolve(annotations, ours, aliases);
             conflicts.extend(conflict);
             value
         };

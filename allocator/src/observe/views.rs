@@ -1,6 +1,7 @@
 //! ServiceGroups, per-node Leases and EndpointSlices as plain views, and the whole snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ferrolb_api::contracts;
 use ferrolb_api::{ServiceGroup, ServiceGroupSpec, ServiceGroupStatus};
@@ -77,7 +78,8 @@ pub fn add_slice(out: &mut Endpoints, slice: &EndpointSlice) {
 /// Everything the allocator observes, at one instant.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub services: Vec<SvcView>,
+    /// Shared with the observer's cache: a Service's view is made once per resourceVersion.
+    pub services: Vec<Arc<SvcView>>,
     pub groups: Vec<GroupView>,
     pub leases: Vec<NodeLease>,
     /// Names of the Nodes that exist: a Lease of a deleted Node holds nothing.
@@ -96,7 +98,10 @@ impl Snapshot {
 
     /// The Services by uid.
     pub fn services_by_uid(&self) -> std::collections::HashMap<&str, &SvcView> {
-        self.services.iter().map(|s| (s.uid.as_str(), s)).collect()
+        self.services
+            .iter()
+            .map(|s| (s.uid.as_str(), s.as_ref()))
+            .collect()
     }
 
     /// The next instant a fresh Lease expires (the decisions change then).

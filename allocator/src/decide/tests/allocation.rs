@@ -355,7 +355,7 @@ fn an_address_shown_without_our_annotations_is_told_again() {
     assert_eq!(reasons(&p), vec![reason::ADDRESS_ALLOCATED]);
     // An address without our annotations: an older allocator (status and annotations written
     // apart) killed in between, or annotations removed by hand.
-    w.snap.services[0].written.clear();
+    Arc::make_mut(&mut w.snap.services[0]).written.clear();
     let p = plan(&w.snap, &w.settings);
     assert_eq!(reasons(&p), vec![reason::ADDRESS_ALLOCATED]);
     assert!(of(&p, "a").allocated.is_empty(), "nothing new is allocated");
@@ -382,7 +382,7 @@ fn an_allocation_is_one_write_carrying_status_and_annotations() {
     // Annotations alone (the group's type changed under it) are a write of their own.
     let mut stale = w.snap.services[0].written.clone();
     stale.insert(ann::POOL_TYPE.into(), "something-else".into());
-    w.snap.services[0].written = stale;
+    Arc::make_mut(&mut w.snap.services[0]).written = stale;
     let p = plan(&w.snap, &w.settings);
     let changes = crate::decide::diff::service_changes(&p.services[0], &w.snap.services[0]);
     assert!(

@@ -8,6 +8,7 @@ mod pools;
 mod sharing;
 
 use std::net::IpAddr;
+pub use std::sync::Arc;
 
 use ferrolb_api::ServiceGroup;
 use ferrolb_api::annotations as ann;
@@ -183,7 +184,7 @@ impl World {
     pub fn new(groups: &[G], services: &[S]) -> Self {
         World {
             snap: Snapshot {
-                services: services.iter().map(S::view).collect(),
+                services: services.iter().map(|s| Arc::new(s.view())).collect(),
                 groups: groups.iter().map(G::view).collect(),
                 now: now(),
                 ..Default::default()
@@ -199,9 +200,9 @@ impl World {
             v.ingress = old.ingress.clone();
             v.ingress_exact = old.ingress_exact;
             v.written = old.written.clone();
-            *old = v;
+            *old = Arc::new(v);
         } else {
-            self.snap.services.push(v);
+            self.snap.services.push(Arc::new(v));
         }
     }
 
@@ -272,7 +273,7 @@ impl World {
 
     fn svc_mut(&mut self, key: &ObjKey, f: impl FnOnce(&mut SvcView)) {
         if let Some(s) = self.snap.services.iter_mut().find(|s| s.key == *key) {
-            f(s);
+            f(Arc::make_mut(s));
         }
     }
 
