@@ -314,9 +314,9 @@ fn finish(mut w: Work<'_>, snap: &Snapshot, book: &Book) -> SvcPlan {
             .insert(ann::ALLOCATED_FROM.into(), g.name.clone());
         p.annotations
             .insert(ann::POOL_TYPE.into(), g.group_type.as_str().into());
-        // The allocator writes a new address's status, then its Event, then the annotations:
-        // an address shown without our annotations may have lost its Event to a crash or a
-        // failed write, so it is told (again). At least once, never lost.
+        // An address shown without our annotations (an older allocator wrote status and
+        // annotations apart and was killed in between, or someone removed them) may never have
+        // been told: it is told (again).
         if !svc.written.contains_key(ann::ALLOCATED_BY) {
             for &addr in ingress.iter().filter(|a| !p.allocated.contains(a)) {
                 p.news.push(allocated_note(addr, &g.name));
