@@ -303,6 +303,18 @@ fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
     address
 }
 
+/// The `ENV` settings of the agent image (`Dockerfile.agent`), e.g. its malloc arenas.
+fn image_env() -> anyhow::Result<Vec<(String, String)>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../Dockerfile.agent");
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
 /// The agent binary in the node namespace, SIGKILLed on drop.
 struct Agent {
     process: Process,
@@ -318,9 +330,9 @@ impl Agent {
             .args(["--watch-namespace", w.name()])
             .args(["--namespace", w.name()])
             .args(["--metrics-addr", &format!("127.0.0.1:{METRICS_PORT}")])
-            // As deployed: the binary's default level, and the agent image's malloc arenas.
+            // As deployed: the binary's default level, and the agent image's environment.
             .env("RUST_LOG", "info")
-            .env("MALLOC_ARENA_MAX", "2");
+            .envs(image_env()?);
         let process = w.topo.spawn_in(w.node_ns(0), &cmd)?;
         // `setpriv` and `ip netns exec` exec into the agent: the pid is the agent's.
         let agent = Agent { process };
@@ -880,6 +892,7 @@ async fn run(w: &World) -> anyhow::Result<Value> {
                    spawn after a graceful stop until a netlink dump (every 20 ms) shows all \
                    addresses; RSS: VmHWM of /proc/<pid>/status after 6 s at 5,000",
         "agent_settings": "LBNodeAgent defaults (localAddressLifetime 5s), drain 1s, RUST_LOG=info",
+        "agent_environment": image_env()?.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
     }))
 }
 
