@@ -13,6 +13,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
@@ -74,6 +75,17 @@ where
     });
 }
 
+/// Drops what the decisions never read and that can be most of a cached object: managed fields
+/// and kubectl's copy of the last applied manifest (10,000 Services are cached).
+fn slim(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 fn any<K>(_: &K) -> bool {
     true
 }
@@ -97,7 +109,12 @@ impl Observer {
         let (services, w) = reflector::store();
         let api = scoped(client);
         drive(
-            reflector::reflector(w, watcher(api, cfg()).default_backoff()),
+            reflector::reflector(
+                w,
+                watcher(api, cfg())
+                    .default_backoff()
+                    .modify(|s: &mut Service| slim(&mut s.metadata)),
+            ),
             changed.clone(),
             any,
             "services",
@@ -137,7 +154,12 @@ impl Observer {
         };
         let slice_cfg = cfg().labels("kubernetes.io/service-name");
         drive(
-            reflector::reflector(w, watcher(api, slice_cfg).default_backoff()),
+            reflector::reflector(
+                w,
+                watcher(api, slice_cfg)
+                    .default_backoff()
+                    .modify(|s: &mut EndpointSlice| slim(&mut s.metadata)),
+            ),
             changed.clone(),
             any,
             "endpointslices",
@@ -186,7 +208,8 @@ impl Observer {
     }
 
     /// Remembers what a write of ours returned, until the cache catches up.
-    pub fn wrote_service(&self, svc: Service) {
+    pub fn wrote_service(&self, mut svc: Service) {
+        slim(&mut svc.metadata);
         if let (Some(uid), Ok(mut w)) = (svc.uid(), self.written.lock()) {
             w.services.insert(uid, Arc::new(svc));
         }
