@@ -194,6 +194,77 @@ fn rebuild_100k_ms(rng: &mut XorShift) -> f64 {
     median(samples).as_secs_f64() * 1e3
 }
 
+/// Services in the pass figure.
+const PASS_SERVICES: usize = 10_000;
+
+/// A snapshot of `n` Services that already show addresses from one virtual group, with the
+/// allocator's annotations: what every pass of a settled allocator looks at.
+fn settled_snapshot(n: usize) -> ferrolb_allocator::observe::Snapshot {
+    use ferrolb_allocator::observe::{GroupView, Snapshot, SvcView};
+    use std::sync::Arc;
+    let group: ferrolb_api::ServiceGroup = serde_json::from_value(serde_json::json!({
+        "apiVersion": "ferrolb.io/v1", "kind": "ServiceGroup",
+        "metadata": { "name": "bench", "uid": "g", "creationTimestamp": "2026-01-01T00:00:00Z" },
+        "spec": { "virtual": { "v6pools": [{ "subnet": "2001:db8:b::/64", "pool": "2001:db8:b::/112", "aggregation": "/64" }] } },
+    }))
+    .expect("a valid group");
+    let services = (0..n)
+        .map(|i| {
+            let svc: k8s_openapi::api::core::v1::Service =
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {
+                        "name": format!("s-{i:05}"), "namespace": "bench", "uid": format!("u{i}"),
+                        "resourceVersion": "1", "creationTimestamp": "2026-01-01T00:00:00Z",
+                        "annotations": {
+                            "ferrolb.io/service-group": "bench",
+                            "ferrolb.io/allocated-by": "ferrolb",
+                            "ferrolb.io/allocated-from": "bench",
+                            "ferrolb.io/pool-type": "virtual",
+                            "ferrolb.io/announcing-IPv6": "0 nodes,kube-lb0",
+                        },
+                    },
+                    "spec": { "type": "LoadBalancer", "ipFamilies": ["IPv6"],
+                              "ipFamilyPolicy": "SingleStack",
+                              "ports": [{ "port": 80, "protocol": "TCP" }] },
+                    "status": { "loadBalancer": { "ingress": [
+                        { "ip": format!("2001:db8:b::{:x}", i + 1), "ipMode": "VIP" } ] } },
+                }))
+                .expect("a valid Service");
+            Arc::new(SvcView::from_service(&svc))
+        })
+        .collect();
+    Snapshot {
+        services,
+        groups: vec![GroupView::from_group(&group)],
+        ..Snapshot::default()
+    }
+}
+
+/// One pass (plan, then diff) over a settled snapshot, in ms; the diff must be empty.
+fn pass_ms(snap: &ferrolb_allocator::observe::Snapshot) -> f64 {
+    use ferrolb_allocator::decide::{Settings, diff, plan};
+    let settings = Settings::default();
+    let samples = (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            let p = plan(black_box(snap), &settings);
+            let changes = diff(&p, snap);
+            let took = t.elapsed();
+            assert!(
+                changes.iter().all(|c| matches!(
+                    c,
+                    ferrolb_allocator::decide::Change::GroupStatus { .. }
+                        | ferrolb_allocator::decide::Change::GroupFinalizer { .. }
+                )),
+                "a settled Service is written: {:?}",
+                changes.first()
+            );
+            took
+        })
+        .collect();
+    median(samples).as_secs_f64() * 1e3
+}
+
 fn figures() {
     let mut rng = XorShift(0x853c_49e6_748f_ea9b);
     let allocations = allocations_per_second();
@@ -201,6 +272,7 @@ fn figures() {
     let (ascending, random_order, rebuilt) = bytes_per_allocated_address(&mut rng);
     let worst_bytes = ascending.max(random_order).max(rebuilt);
     let rebuild_ms = rebuild_100k_ms(&mut rng);
+    let pass = pass_ms(&settled_snapshot(PASS_SERVICES));
     let figures = serde_json::json!({
         "allocations_per_second": allocations.round(),
         "release_reallocate_per_second": release_reallocate.round(),
@@ -211,6 +283,7 @@ fn figures() {
             "rebuilt": (rebuilt * 10.0).round() / 10.0,
         },
         "rebuild_100k_ms": (rebuild_ms * 1000.0).round() / 1000.0,
+        "pass_10k_settled_ms": (pass * 100.0).round() / 100.0,
         "pool": POOL,
         "method": format!("median of {ROUNDS} timed rounds on one thread; bytes are live heap \
             bytes (counting global allocator) for {HELD} non-adjacent addresses, worst of the \
@@ -224,6 +297,7 @@ fn figures() {
          (requested ascending {ascending:.1}, random order {random_order:.1}, rebuilt {rebuilt:.1})"
     );
     println!("  rebuild of {HELD} scattered: {rebuild_ms:.2} ms");
+    println!("  one pass (plan + diff) over {PASS_SERVICES} settled Services: {pass:.2} ms");
     match ferrolb_e2e::results::record(ferrolb_e2e::results::Tier::Bench, "ipam", figures) {
         Ok(path) => println!("  written to {}", path.display()),
         Err(e) => eprintln!("could not write bench results: {e}"),

@@ -40,7 +40,7 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
         .iter()
         .filter(|s| is_ours(s, settings))
         .collect();
-    ours.sort_by(|a, b| (a.created, &a.key).cmp(&(b.created, &b.key)));
+    ours.sort_unstable_by(|a, b| (a.created, &a.key).cmp(&(b.created, &b.key)));
     let mut work: Vec<Work<'_>> = ours
         .into_iter()
         .map(|svc| {
