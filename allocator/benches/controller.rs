@@ -34,6 +34,10 @@ const ETCD: &str = "tmpfs, --unsafe-no-fsync";
 const LABEL: &str = "ferrolb.io/bench";
 const SMALL: usize = 1_000;
 const LARGE: usize = 10_000;
+/// The 10k burst is CPU-bound on the API server, whose CPU time for the same work varies by up
+/// to a fifth between runs on this machine: it runs this many times, each on a fresh control
+/// plane, and the median run is the figure (all rates are kept).
+const LARGE_RUNS: usize = 3;
 /// Targets from the design brief.
 const SMALL_TARGET_S: f64 = 5.0;
 const LARGE_TARGET_PER_S: f64 = 300.0;
@@ -764,6 +768,25 @@ async fn fresh(phase: &str) -> anyhow::Result<(ControlPlane, Client)> {
     Ok((cp, client))
 }
 
+/// The run with the median allocation rate, with every run's rate and the verdict on the median.
+fn median_run(mut runs: Vec<(Value, Value)>) -> (Value, Value) {
+    let rate = |r: &(Value, Value)| r.0["allocations_per_second"].as_f64().unwrap_or(0.0);
+    runs.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    let rates: Vec<f64> = runs.iter().map(rate).collect();
+    let (mut b, restart) = runs.swap_remove(runs.len() / 2);
+    let median = b["allocations_per_second"].as_f64().unwrap_or(0.0);
+    let met = b["complete"].as_u64() == Some(LARGE as u64) && median >= LARGE_TARGET_PER_S;
+    println!(
+        "  10k burst, median of {} runs: {median:.0} allocations/s (runs: {rates:?}); target >= {LARGE_TARGET_PER_S}/s: {}",
+        rates.len(),
+        if met { "met" } else { "NOT met" }
+    );
+    b["runs_allocations_per_second"] = json!(rates);
+    b["figure"] = json!("the median run");
+    b["target_met"] = json!(met);
+    (b, restart)
+}
+
 /// The phases to run: all, or those named in `FERROLB_BENCH_PHASES` (comma-separated: `1k`,
 /// `10k`, `backlog_10k`), for work on one of them; a partial run is marked so in the figures.
 fn phases() -> Option<Vec<String>> {
@@ -790,9 +813,15 @@ async fn run(figures: &Mutex<serde_json::Map<String, Value>>) -> anyhow::Result<
     }
     let mut burst = Value::Null;
     if wanted("10k") {
-        let (cp, client) = fresh("the 10k burst and the restart").await?;
-        let (b, restart) = large(&cp, &client, deadline).await?;
-        drop(cp);
+        let mut runs = Vec::new();
+        for i in 1..=LARGE_RUNS {
+            let (cp, client) = fresh(&format!(
+                "the 10k burst and the restart, run {i} of {LARGE_RUNS}"
+            ))
+            .await?;
+            runs.push(large(&cp, &client, deadline).await?);
+        }
+        let (b, restart) = median_run(runs);
         set("burst_10k", b.clone());
         set("restart_10k", restart);
         burst = b;
@@ -863,16 +892,17 @@ fn main() {
     }
     all.insert(
         "method".into(),
-        "one allocator process per phase (--watch-namespace of the phase, leader election off) on a \
+        format!("one allocator process per phase (--watch-namespace of the phase, leader election off) on a \
          private control plane on this machine, a fresh one for the 1k phases, the plain creates and \
-         the 10k burst (the API server's create cost grows with the Services it holds); backlog = \
+         each 10k burst (the API server's create cost grows with the Services it holds); the 10k \
+         burst runs {LARGE_RUNS} times and its figures are the median run's; backlog = \
          Services created with the allocator stopped, then it starts (10k: the allocator's throughput on a backlog it did not \
          create; plain creates = that backlog's creates); API server with the bitmap ClusterIP allocator \
          (--emulated-version=kube=1.33, MultiCIDRServiceAllocator=false); Services IPv6 SingleStack without node ports, from a \
          virtual group; latency = client-side create-request start -> first watch event with \
          status.loadBalancer.ingress; complete = address + ferrolb.io/allocated-by + AddressAllocated \
-         Event; CPU = utime+stime of the allocator during the burst; RSS = VmHWM"
-            .into(),
+         Event; CPU = utime+stime of the allocator during the burst; RSS = VmHWM")
+        .into(),
     );
     if let Some(f) = &failure {
         all.insert("error".into(), f.clone().into());
