@@ -367,6 +367,8 @@ fn start(name: &str, program: &Path, args: &[String], dir: &Path) -> anyhow::Res
 }
 
 /// Polls until the API server answers and the `default` namespace exists (bounded: 60 s).
+/// Waits until `/readyz` answers "ok" (every post-start hook done, among them the bootstrap RBAC
+/// roles that e.g. let any user ask what it may do) and the `default` namespace exists.
 async fn wait_ready(client: &Client, processes: &mut [Process]) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -374,12 +376,19 @@ async fn wait_ready(client: &Client, processes: &mut [Process]) -> anyhow::Resul
         if let Some(dead) = processes.iter_mut().find_map(Process::exited) {
             bail!("{dead}");
         }
+        let readyz = http::Request::get("/readyz").body(Vec::new())?;
+        let ready = client
+            .request_text(readyz)
+            .await
+            .is_ok_and(|t| t.trim() == "ok");
         match namespaces.get_opt("default").await {
-            Ok(Some(_)) => return Ok(()),
-            Ok(None) | Err(_) if Instant::now() < deadline => {
+            Ok(Some(_)) if ready => return Ok(()),
+            Ok(_) | Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
-            other => bail!("the API server did not become ready within 60 s: {other:?}"),
+            other => bail!(
+                "the API server did not become ready within 60 s (readyz ok: {ready}): {other:?}"
+            ),
         }
     }
 }
