@@ -386,6 +386,10 @@ impl Applier {
             }
             v
         };
+        let apply_annotations = async |annotations: &BTreeMap<String, String>| {
+            let body = base(json!({ "metadata": { "annotations": annotations } }));
+            api.patch(name, &apply_params(), &Patch::Apply(&body)).await
+        };
         let out = match change {
             Change::SetIngress {
                 ingress,
@@ -411,9 +415,7 @@ impl Applier {
                     // An API server whose Service status strategy resets metadata: the
                     // annotations need a write of their own.
                     tracing::warn!(service = %s.key, "the API server dropped the annotations of a status write; writing them apart");
-                    let body = base(json!({ "metadata": { "annotations": annotations } }));
-                    api.patch(name, &apply_params(), &Patch::Apply(&body))
-                        .await?
+                    apply_annotations(annotations).await?
                 }
             }
             Change::ClearIngress { .. } => {
@@ -422,11 +424,7 @@ impl Applier {
                 api.patch_status(name, &merge_params(), &Patch::Merge(&body))
                     .await?
             }
-            Change::SetAnnotations { annotations, .. } => {
-                let body = base(json!({ "metadata": { "annotations": annotations } }));
-                api.patch(name, &apply_params(), &Patch::Apply(&body))
-                    .await?
-            }
+            Change::SetAnnotations { annotations, .. } => apply_annotations(annotations).await?,
             Change::RemoveAnnotations { keys, .. } => {
                 let nulls: serde_json::Map<String, Value> =
                     keys.iter().map(|k| (k.clone(), Value::Null)).collect();

@@ -17,7 +17,7 @@ use crate::observe::{GroupView, ObjKey, SvcView};
 /// A Service using an address: its view, whose key, uid, sharing key, ports,
 /// externalTrafficPolicy and selector the sharing rules compare. Shared, not copied: the book is
 /// rebuilt on every pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Owner(Arc<SvcView>);
 
 impl std::ops::Deref for Owner {

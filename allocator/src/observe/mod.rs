@@ -251,9 +251,7 @@ impl Observer {
             now,
         }
     }
-}
 
-impl Observer {
     /// The views of `services`, made anew only for those whose resourceVersion changed; views
     /// of Services no longer there are forgotten.
     fn views_of(&self, services: &[Arc<Service>]) -> Vec<Arc<SvcView>> {
