@@ -10,7 +10,7 @@ all: test
 ## Everything the tests need, installed idempotently: Debian packages (BIRD 2, FRR, nftables,
 ## iproute2, capture tools) and the Go-built control-plane tools, cached outside the clone.
 deps:
-	bash e2e/scripts/install-routers.sh
+	bash e2e/scripts/install-packages.sh
 	$(MAKE) tools
 
 tools:

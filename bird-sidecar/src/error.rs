@@ -1,6 +1,7 @@
 //! The crate's one error type.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What can go wrong while rendering, validating, applying or running BIRD.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,13 @@ pub enum Error {
     /// `bird -p` refused the rendered config; the running config was kept.
     #[error("BIRD rejected the rendered config (the running config was kept): {0}")]
     Rejected(String),
+    /// BIRD answered `birdc configure` but did not load the config (it passed `bird -p`);
+    /// BIRD kept running the previous config and the config file was not replaced.
+    #[error("BIRD refused to load the rendered config (it keeps running the previous one): {0}")]
+    Refused(String),
+    /// `bird` or `birdc` did not finish in time and was killed.
+    #[error("`{command}` did not finish within {after:?} and was killed")]
+    Timeout { command: String, after: Duration },
     /// `birdc` failed or BIRD refused a command.
     #[error("`birdc {command}`: {output}")]
     Birdc { command: String, output: String },
@@ -51,6 +59,7 @@ impl Error {
                 | Error::Facts(_)
                 | Error::Template(_)
                 | Error::Rejected(_)
+                | Error::Refused(_)
         )
     }
 }

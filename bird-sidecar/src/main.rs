@@ -1,6 +1,6 @@
 //! `bird-sidecar`: flags, logging, metrics server and signals around [`ferrolb_bird_sidecar::run`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use ferrolb_bird_sidecar::apply::events::Events;
 use ferrolb_bird_sidecar::metrics::{self, Metrics};
 use ferrolb_bird_sidecar::observe::files::Files;
 use ferrolb_bird_sidecar::observe::kube::ClusterView;
-use ferrolb_bird_sidecar::run::{Settings, Source, run};
+use ferrolb_bird_sidecar::run::{Settings, Source, run, stall_limit};
 use ferrolb_bird_sidecar::supervise::Backoff;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -65,7 +65,14 @@ struct Args {
     /// How often files are re-read and BIRD's sessions polled.
     #[arg(long, env = "FERROLB_POLL_INTERVAL", default_value = "2s", value_parser = duration)]
     poll_interval: Duration,
-    #[arg(long, env = "FERROLB_METRICS_ADDR", default_value_t = SocketAddr::from(([0, 0, 0, 0], PORT_BIRD_SIDECAR)))]
+    /// How long one `bird -p` or `birdc` call may take; a call that takes longer is killed
+    /// and counts as failed.
+    #[arg(long, env = "FERROLB_BIRDC_TIMEOUT", default_value = "10s", value_parser = duration)]
+    birdc_timeout: Duration,
+    /// `/metrics`, `/healthz`, `/readyz`. Loopback by default: the sidecar shares the host's
+    /// network, and a wildcard address would serve them on every LoadBalancer address too. In
+    /// a cluster pass the node's own address (the chart does, from the downward API).
+    #[arg(long, env = "FERROLB_METRICS_ADDR", default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, PORT_BIRD_SIDECAR)))]
     metrics_addr: SocketAddr,
     #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -129,6 +136,8 @@ async fn main() -> anyhow::Result<()> {
         poll: args.poll_interval,
         backoff: Backoff::default(),
         stop_grace: Duration::from_secs(5),
+        birdc_timeout: args.birdc_timeout,
+        stall_limit: stall_limit(args.poll_interval, args.birdc_timeout),
     };
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -140,4 +149,28 @@ async fn main() -> anyhow::Result<()> {
     };
     run(settings, source, metrics, events, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_metrics_and_health_on_loopback_unless_told() {
+        let cases = [
+            ("default", vec![], "127.0.0.1:9472"),
+            (
+                "the node's address",
+                vec!["--metrics-addr", "192.0.2.10:9472"],
+                "192.0.2.10:9472",
+            ),
+        ];
+        for (name, extra, want) in cases {
+            let argv = ["bird-sidecar", "--node-name", "n0"]
+                .into_iter()
+                .chain(extra);
+            let args = Args::try_parse_from(argv).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(args.metrics_addr.to_string(), want, "{name}");
+        }
+    }
 }

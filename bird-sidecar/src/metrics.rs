@@ -1,8 +1,9 @@
 //! Prometheus metrics (prefix `ferrolb`) and the `/metrics`, `/healthz`, `/readyz` endpoints.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -33,7 +34,10 @@ pub struct ProtocolLabels {
     pub proto: String,
 }
 
-/// Every metric the sidecar exports, and whether it is ready.
+/// How long the loop may go without a beat before `/healthz` fails, until the loop says.
+const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// Every metric the sidecar exports, whether it is ready, and whether its loop is alive.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -45,7 +49,18 @@ pub struct Metrics {
     pub bgp_prefixes_imported: Family<PeerLabels, Gauge>,
     pub protocol_up: Family<ProtocolLabels, Gauge>,
     pub draining: Gauge,
-    ready: AtomicBool,
+    /// `None` when ready, else why not.
+    not_ready: Mutex<Option<String>>,
+    health: Mutex<Heartbeat>,
+    /// While draining the loop does not beat; the pod is going away anyway.
+    stopping: AtomicBool,
+}
+
+/// When the sidecar's loop last made progress, and how long it may go without.
+#[derive(Debug, Clone, Copy)]
+struct Heartbeat {
+    last: Instant,
+    limit: Duration,
 }
 
 impl Default for Metrics {
@@ -66,7 +81,12 @@ impl Metrics {
             bgp_prefixes_imported: Family::default(),
             protocol_up: Family::default(),
             draining: Gauge::default(),
-            ready: AtomicBool::new(false),
+            not_ready: Mutex::new(Some("starting".into())),
+            health: Mutex::new(Heartbeat {
+                last: Instant::now(),
+                limit: DEFAULT_STALL_LIMIT,
+            }),
+            stopping: AtomicBool::new(false),
             registry: Registry::default(),
         };
         registry.register(
@@ -146,12 +166,38 @@ impl Metrics {
         }
     }
 
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    /// Ready (`None`) or not, and why not.
+    pub fn set_readiness(&self, why_not: Option<String>) {
+        *lock(&self.not_ready) = why_not;
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.readiness().is_none()
+    }
+
+    /// `None` when ready, else why not.
+    pub fn readiness(&self) -> Option<String> {
+        lock(&self.not_ready).clone()
+    }
+
+    /// The loop made progress; it counts as stuck after `limit` without another beat.
+    pub fn beat(&self, limit: Duration) {
+        *lock(&self.health) = Heartbeat {
+            last: Instant::now(),
+            limit,
+        };
+    }
+
+    /// The sidecar is stopping (draining): not ready, and no longer expected to beat.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.set_readiness(Some("draining".into()));
+    }
+
+    /// False when the loop has not beaten within its limit (it is stuck).
+    pub fn is_alive(&self) -> bool {
+        let h = *lock(&self.health);
+        self.stopping.load(Ordering::Relaxed) || alive(h.last, Instant::now(), h.limit)
     }
 
     /// The registry in the text exposition format.
@@ -162,6 +208,17 @@ impl Metrics {
     }
 }
 
+/// A loop that last beat at `last` is alive at `now` unless more than `limit` has passed.
+fn alive(last: Instant, now: Instant, limit: Duration) -> bool {
+    now.saturating_duration_since(last) <= limit
+}
+
+/// The state behind a mutex that only ever holds plain values: a panic elsewhere while it was
+/// held cannot leave it half-written, so a poisoned lock is still good.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the task is dropped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -169,13 +226,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(metrics);
     axum::serve(listener, app).await
 }
 
-/// Binds `addr` (e.g. `0.0.0.0:9472`).
+/// Binds `addr` (e.g. `127.0.0.1:9472`).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await
 }
@@ -191,12 +248,19 @@ async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    if m.is_ready() {
-        (StatusCode::OK, "ready")
+    match m.readiness() {
+        None => (StatusCode::OK, "ready".to_string()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+    }
+}
+
+async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    if m.is_alive() {
+        (StatusCode::OK, "ok")
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: BIRD has no applied config yet",
+            "stuck: the sidecar's loop has made no progress within its limit",
         )
     }
 }
@@ -204,6 +268,38 @@ async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loop_is_stuck_only_past_its_limit() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let cases = [
+            ("just beat", t0, true),
+            ("at the limit", t0 + s(10), true),
+            ("past the limit", t0 + s(11), false),
+            (
+                "clock before the beat",
+                t0.checked_sub(s(1)).unwrap_or(t0),
+                true,
+            ),
+        ];
+        for (name, now, want) in cases {
+            assert_eq!(alive(t0, now, s(10)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn healthz_follows_the_heartbeat_and_stopping() {
+        let m = Metrics::new();
+        m.beat(Duration::from_secs(60));
+        assert!(m.is_alive(), "fresh beat");
+        m.beat(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!m.is_alive(), "no beat within a zero limit");
+        m.set_stopping();
+        assert!(m.is_alive(), "a draining sidecar is not restarted");
+        assert_eq!(m.readiness().as_deref(), Some("draining"));
+    }
 
     #[test]
     fn exports_sessions_and_counters_with_the_ferrolb_prefix() {

@@ -11,6 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
 use crate::apply::events::Events;
 use crate::apply::{Bird, BirdPaths};
 use crate::decide::drain::{Step, plan};
+use crate::decide::readiness::{BirdState, readiness};
 use crate::decide::{NodeFacts, Snapshot, desired};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -33,7 +34,22 @@ pub struct Settings {
     pub backoff: Backoff,
     /// How long SIGTERM to BIRD may take before SIGKILL.
     pub stop_grace: Duration,
+    /// How long one `bird -p` or `birdc` call may take before it is killed and fails.
+    pub birdc_timeout: Duration,
+    /// How long the loop may go without progress before `/healthz` fails; see [`stall_limit`].
+    pub stall_limit: Duration,
 }
+
+/// The longest a healthy loop goes between beats, with room to spare: a poll, plus the
+/// bounded calls of one round (validate, configure, reload after a restart, show protocols)
+/// and the wait for a first BIRD to answer.
+pub fn stall_limit(poll: Duration, birdc_timeout: Duration) -> Duration {
+    poll.saturating_add(birdc_timeout.saturating_mul(5))
+        .saturating_add(FIRST_ANSWER)
+}
+
+/// How long a first BIRD may take to answer on its control socket.
+const FIRST_ANSWER: Duration = Duration::from_secs(10);
 
 /// Where ServiceGroups and node facts come from.
 pub enum Source {
@@ -53,7 +69,11 @@ struct Sidecar {
     applied: Option<(String, Snapshot)>,
     /// The last config (or error text) that failed for good: not retried until inputs change.
     rejected: Option<String>,
+    /// Why the last attempt to make BIRD run the desired config failed (not ready while set).
+    failed: Option<String>,
     restarts_seen: u64,
+    /// BIRD restarted since it was last told to load its config file.
+    reload: bool,
 }
 
 /// Runs until `shutdown` completes, then drains and stops BIRD.
@@ -65,7 +85,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let mut sidecar = Sidecar {
-        bird: Bird::new(settings.paths.clone()),
+        bird: Bird::with_timeout(settings.paths.clone(), settings.birdc_timeout),
         settings,
         source,
         metrics,
@@ -73,7 +93,9 @@ pub async fn run(
         supervisor: None,
         applied: None,
         rejected: None,
+        failed: None,
         restarts_seen: 0,
+        reload: false,
     };
     let changed = match &sidecar.source {
         Source::Cluster(view) => Some(view.changed.clone()),
@@ -83,6 +105,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
+        sidecar.beat();
         sidecar.reconcile().await;
         sidecar.observe_bird().await;
         let notified = async {
@@ -102,6 +125,10 @@ pub async fn run(
 }
 
 impl Sidecar {
+    fn beat(&self) {
+        self.metrics.beat(self.settings.stall_limit);
+    }
+
     async fn snapshot(&self) -> Result<Snapshot> {
         let files = self.settings.files.read().await?;
         let mut values = files.values;
@@ -148,8 +175,13 @@ impl Sidecar {
             .applied
             .as_ref()
             .is_some_and(|(c, _)| *c == want.config)
-            || self.rejected.as_ref() == Some(&want.config)
         {
+            // Inputs back to what BIRD runs: whatever failed before no longer matters.
+            self.failed = None;
+            self.rejected = None;
+            return;
+        }
+        if self.rejected.as_ref() == Some(&want.config) {
             return;
         }
         for w in &want.warnings {
@@ -171,14 +203,19 @@ impl Sidecar {
                 self.events.applied(note).await;
                 self.applied = Some((want.config, snapshot));
                 self.rejected = None;
+                self.failed = None;
             }
-            Err(e) if e.is_transient() => tracing::warn!("applying the config (retrying): {e}"),
+            Err(e) if e.is_transient() => {
+                tracing::warn!("applying the config (retrying): {e}");
+                self.failed = Some(e.to_string());
+            }
             Err(e) => self.reject(want.config, e).await,
         }
     }
 
     /// Counts and reports a config that cannot be applied, once per distinct failure.
     async fn reject(&mut self, key: String, e: Error) {
+        self.failed = Some(e.to_string());
         if self.rejected.as_ref() == Some(&key) {
             return;
         }
@@ -204,8 +241,9 @@ impl Sidecar {
             &self.settings.paths,
             self.settings.backoff,
         ));
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + FIRST_ANSWER;
         while !self.bird.answers().await {
+            self.beat();
             if Instant::now() >= deadline {
                 tracing::warn!("BIRD does not answer on its control socket yet");
                 break;
@@ -215,28 +253,51 @@ impl Sidecar {
         Ok(())
     }
 
-    /// Session state into the metrics; readiness.
+    /// Session state into the metrics; readiness; a restarted BIRD re-reads its config file.
     async fn observe_bird(&mut self) {
-        if let Some(sup) = &self.supervisor {
-            let restarts = *sup.restarts().borrow();
-            self.metrics
-                .bird_restarts
-                .inc_by(restarts.saturating_sub(self.restarts_seen));
-            self.restarts_seen = restarts;
-        }
-        if self.supervisor.is_none() {
-            self.metrics.set_ready(false);
+        let Some(sup) = &self.supervisor else {
+            let why = readiness(BirdState::NotStarted, false, self.failed.as_deref());
+            self.metrics.set_readiness(why);
             return;
+        };
+        let restarts = *sup.restarts().borrow();
+        if restarts > self.restarts_seen {
+            self.reload = true;
         }
-        match self.bird.protocols().await {
+        self.metrics
+            .bird_restarts
+            .inc_by(restarts.saturating_sub(self.restarts_seen));
+        self.restarts_seen = restarts;
+        let state = match self.bird.protocols().await {
             Ok(protocols) => {
                 self.metrics.set_protocols(&protocols);
-                self.metrics.set_ready(self.applied.is_some());
+                BirdState::Answering
             }
             Err(e) => {
                 tracing::debug!("BIRD does not answer: {e}");
-                self.metrics.set_ready(false);
+                BirdState::Silent
             }
+        };
+        if state == BirdState::Answering && self.reload {
+            self.reload_config_file().await;
+        }
+        let why = readiness(state, self.applied.is_some(), self.failed.as_deref());
+        self.metrics.set_readiness(why);
+    }
+
+    /// A restarted BIRD read the config file at start; [`Bird::apply`] renames a new config
+    /// over that file only after BIRD loaded it, so a restart in between started from the
+    /// previous one. Loading the file again closes that gap (a no-op otherwise).
+    async fn reload_config_file(&mut self) {
+        match self.bird.configure().await {
+            Ok(()) => {
+                self.reload = false;
+                tracing::info!(
+                    config = %self.settings.paths.config.display(),
+                    "BIRD restarted: it runs the last applied config file"
+                );
+            }
+            Err(e) => tracing::warn!("BIRD restarted; reloading its config file (retrying): {e}"),
         }
     }
 
@@ -253,7 +314,7 @@ impl Sidecar {
     /// Graceful-shutdown community, half the drain, withdraw, stop BIRD.
     async fn drain(mut self) {
         self.metrics.draining.set(1);
-        self.metrics.set_ready(false);
+        self.metrics.set_stopping();
         let Some(supervisor) = self.supervisor.take() else {
             tracing::info!("stopping; BIRD was never started");
             return;

@@ -4,51 +4,16 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::{eventually, in_namespace, runtime, virtual_group_yaml, write};
+use common::{WAIT, bird_pid, eventually, in_namespace, runtime, settings, write};
+use ferrolb_bird_sidecar::apply::Bird;
 use ferrolb_bird_sidecar::apply::events::Events;
-use ferrolb_bird_sidecar::apply::{Bird, BirdPaths};
 use ferrolb_bird_sidecar::decide::DEFAULT_TEMPLATE;
 use ferrolb_bird_sidecar::metrics::Metrics;
-use ferrolb_bird_sidecar::observe::files::Files;
-use ferrolb_bird_sidecar::run::{Settings, Source, run};
-use ferrolb_bird_sidecar::supervise::Backoff;
+use ferrolb_bird_sidecar::run::{Source, run};
 use ferrolb_e2e::env::require_root;
 use ferrolb_e2e::topology::Topology;
 use tokio::sync::oneshot;
-
-const WAIT: Duration = Duration::from_secs(15);
-
-fn settings(topo: &Topology) -> Settings {
-    let dir = topo.dir().join("sidecar");
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    write(&dir.join("bird.conf.tmpl"), DEFAULT_TEMPLATE);
-    write(&dir.join("values.yaml"), "");
-    write(
-        &dir.join("groups.yaml"),
-        &virtual_group_yaml("web", "203.0.113.0/25", "/28", "64520:100"),
-    );
-    Settings {
-        node_name: "n0".into(),
-        node_addresses: vec![topo.node(0).lan_v4().into()],
-        files: Files {
-            template: Some(dir.join("bird.conf.tmpl")),
-            values: Some(dir.join("values.yaml")),
-            groups: Some(dir.join("groups.yaml")),
-        },
-        paths: BirdPaths {
-            bird: "bird".into(),
-            birdc: "birdc".into(),
-            config: dir.join("etc/bird.conf"),
-            socket: dir.join("run/bird.ctl"),
-        },
-        drain: Duration::from_millis(200),
-        poll: Duration::from_millis(100),
-        backoff: Backoff::default(),
-        stop_grace: Duration::from_secs(2),
-    }
-}
 
 /// `show status` minus its clock line: the same text means the same config run.
 async fn last_reconfiguration(bird: &Bird) -> String {
@@ -161,24 +126,6 @@ fn a_config_bird_refuses_is_never_applied_and_bird_keeps_the_old_one() {
             assert!(!bird.answers().await, "BIRD is stopped after the drain");
         })
     });
-}
-
-/// The pid of the `bird -f` whose command line names `config`.
-fn bird_pid(config: &std::path::Path) -> Option<i32> {
-    let needle = config.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(|e| e.ok())
-        .find_map(|e| {
-            let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            (args.first().is_some_and(|a| a.ends_with("bird")) && args.contains(&needle))
-                .then_some(pid)
-        })
 }
 
 #[test]

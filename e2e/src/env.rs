@@ -69,11 +69,16 @@ fn version(key: &str) -> &'static str {
 }
 
 /// Path of a Go-built test tool in the cache (`kube-apiserver`, `kube-controller-manager`,
-/// `kubectl`, `etcd`, `helm`), as `e2e/control-plane/build.sh` (run by `make tools`) lays it out.
+/// `kubectl`, `kubelet`, `kube-proxy`, `kube-scheduler`, `etcd`, `helm`), as `e2e/control-plane/build.sh` (run by `make tools`) lays it out.
 pub fn tool(name: &str) -> PathBuf {
     let dir = match name {
-        "kube-apiserver" | "kube-controller-manager" | "kubectl" => {
-            format!("kubernetes-{}", version("KUBERNETES_VERSION"))
+        "kube-apiserver"
+        | "kube-controller-manager"
+        | "kubectl"
+        | "kubelet"
+        | "kube-proxy"
+        | "kube-scheduler" => {
+            format!("kubernetes-{}-nodes", version("KUBERNETES_VERSION"))
         }
         "etcd" => format!("etcd-{}", version("ETCD_VERSION")),
         "helm" => format!("helm-{}", version("HELM_VERSION")),

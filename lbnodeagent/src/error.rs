@@ -29,11 +29,11 @@ pub enum Error {
         dummy: String,
         ifb: String,
     },
-    #[error("{path}: {source}")]
-    Sysctl {
-        path: String,
-        #[source]
-        source: std::io::Error,
+    #[error("{interface}: {setting}: {why}")]
+    LinkSetting {
+        interface: String,
+        setting: &'static str,
+        why: String,
     },
     #[error("gratuitous ARP/NA on {interface}: {why}")]
     Gratuitous { interface: String, why: String },

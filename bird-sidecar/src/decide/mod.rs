@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod drain;
+pub mod readiness;
 pub mod render;
 
 pub use context::{NodeFacts, RenderContext};

@@ -18,8 +18,10 @@ const SERVING_NAMES: [&str; 4] = [
     "kubernetes.default.svc",
 ];
 
-/// Writes `ca.crt`, `apiserver.crt/.key`, `admin.crt/.key`, `sa.key`, `sa.pub` into `dir`.
-pub fn write_pki(dir: &Path) -> anyhow::Result<()> {
+/// Writes `ca.crt`, `apiserver.crt/.key`, `admin.crt/.key`, `sa.key`, `sa.pub` into `dir`, and a
+/// client certificate `<file>.crt/.key` for each of `clients` (file, user, group): the identities
+/// of real nodes' kubelets (`system:node:<name>` in `system:nodes`), kube-proxy and the scheduler.
+pub fn write_pki(dir: &Path, clients: &[(String, String, Option<String>)]) -> anyhow::Result<()> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::default();
     ca.distinguished_name = dn("ferrolb-e2e-ca", None);
@@ -42,13 +44,17 @@ pub fn write_pki(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(dir.join("apiserver.crt"), serving_cert.pem())?;
     std::fs::write(dir.join("apiserver.key"), serving_key.serialize_pem())?;
 
-    let admin_key = KeyPair::generate()?;
-    let mut admin = CertificateParams::default();
-    admin.distinguished_name = dn("ferrolb-e2e-admin", Some("system:masters"));
-    admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let admin_cert = admin.signed_by(&admin_key, &issuer)?;
-    std::fs::write(dir.join("admin.crt"), admin_cert.pem())?;
-    std::fs::write(dir.join("admin.key"), admin_key.serialize_pem())?;
+    let admin = ("admin".to_string(), "ferrolb-e2e-admin".to_string());
+    let admin = (admin.0, admin.1, Some("system:masters".to_string()));
+    for (file, user, group) in std::iter::once(&admin).chain(clients) {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(user, group.as_deref());
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer)?;
+        std::fs::write(dir.join(format!("{file}.crt")), cert.pem())?;
+        std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem())?;
+    }
 
     let sa_key = KeyPair::generate()?;
     std::fs::write(dir.join("sa.key"), sa_key.serialize_pem())?;

@@ -39,6 +39,47 @@ pub const BITMAP_CLUSTER_IP_ALLOCATOR: &[&str] = &[
     "--feature-gates=MultiCIDRServiceAllocator=false",
 ];
 
+/// Service CIDRs of a control plane with real nodes: the IPv4 one leaves 198.19.128.0/17 to the
+/// nodes' pod CIDRs (see [`Options::real_nodes`]).
+pub const REAL_NODES_SERVICE_CIDRS: &str = "198.19.0.0/17,fd00:198:19::/112";
+
+/// What a control plane runs besides etcd, the API server and the controller-manager's
+/// namespace, garbage-collector and token controllers.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra kube-apiserver flags, e.g. [`BITMAP_CLUSTER_IP_ALLOCATOR`].
+    pub apiserver_flags: Vec<String>,
+    /// Names of real nodes (kubelets) that will join: each gets a client certificate and a
+    /// kubeconfig (`<dir>/node-<name>.kubeconfig`, as `system:node:<name>`), and the control
+    /// plane runs as a real cluster's does: Node authorization and NodeRestriction admission
+    /// (so projected tokens are node-bound and a kubelet writes only its own objects),
+    /// PodSecurity enforcing `baseline` by default, and the controllers Pods need (service
+    /// accounts, Deployments, ReplicaSets, DaemonSets, EndpointSlices, node lifecycle, pod GC).
+    /// kube-proxy and kube-scheduler get kubeconfigs of their own (`kube-proxy.kubeconfig`,
+    /// `kube-scheduler.kubeconfig`).
+    pub real_nodes: Vec<String>,
+}
+
+/// The PodSecurity admission defaults of a control plane with real nodes: what a hardened
+/// cluster enforces, so an install that needs more has to label its namespace.
+const POD_SECURITY_CONFIG: &str = "apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodSecurity
+  configuration:
+    apiVersion: pod-security.admission.config.k8s.io/v1
+    kind: PodSecurityConfiguration
+    defaults:
+      enforce: baseline
+      enforce-version: latest
+      warn: restricted
+      warn-version: latest
+    exemptions:
+      usernames: []
+      runtimeClasses: []
+      namespaces: []
+";
+
 /// A running control plane. Dropping it stops the processes and removes its files.
 pub struct ControlPlane {
     dir: PathBuf,
@@ -101,19 +142,55 @@ impl ControlPlane {
     /// [`ControlPlane::start`] with extra kube-apiserver flags, e.g.
     /// [`BITMAP_CLUSTER_IP_ALLOCATOR`] for benchmarks.
     pub async fn start_with(apiserver_flags: &[&str]) -> anyhow::Result<ControlPlane> {
+        Self::start_with_options(&Options {
+            apiserver_flags: apiserver_flags.iter().map(|f| f.to_string()).collect(),
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// A control plane as [`Options`] describe it.
+    pub async fn start_with_options(options: &Options) -> anyhow::Result<ControlPlane> {
         procs::cleanup_leftovers();
         let dir = procs::run_dir()?;
-        certs::write_pki(&dir)?;
+        let real = !options.real_nodes.is_empty();
+        let mut clients: Vec<(String, String, Option<String>)> = options
+            .real_nodes
+            .iter()
+            .map(|n| {
+                let nodes = Some("system:nodes".to_string());
+                (format!("node-{n}"), format!("system:node:{n}"), nodes)
+            })
+            .collect();
+        if real {
+            clients.push(("kube-proxy".into(), "system:kube-proxy".into(), None));
+            clients.push((
+                "kube-scheduler".into(),
+                "system:kube-scheduler".into(),
+                None,
+            ));
+        }
+        certs::write_pki(&dir, &clients)?;
         let etcd_client = procs::free_port()?;
         let etcd_peer = procs::free_port()?;
         let port = procs::free_port()?;
         let kcm_port = procs::free_port()?;
         let kubeconfig = dir.join("admin.kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(&dir, "127.0.0.1", port))?;
+        std::fs::write(
+            &kubeconfig,
+            kubeconfig_yaml(&dir, "127.0.0.1", port, "admin"),
+        )?;
         std::fs::write(
             dir.join("management.kubeconfig"),
-            kubeconfig_yaml(&dir, MANAGEMENT_ADDRESS, port),
+            kubeconfig_yaml(&dir, MANAGEMENT_ADDRESS, port, "admin"),
         )?;
+        for (file, _, _) in &clients {
+            std::fs::write(
+                dir.join(format!("{file}.kubeconfig")),
+                kubeconfig_yaml(&dir, MANAGEMENT_ADDRESS, port, file),
+            )?;
+        }
+        std::fs::write(dir.join("admission.yaml"), POD_SECURITY_CONFIG)?;
         let mut cp = ControlPlane {
             dir: dir.clone(),
             port,
@@ -153,18 +230,37 @@ impl ControlPlane {
                 format!("--tls-cert-file={}", d("apiserver.crt")),
                 format!("--tls-private-key-file={}", d("apiserver.key")),
                 format!("--client-ca-file={}", d("ca.crt")),
-                format!("--service-cluster-ip-range={SERVICE_CIDRS}"),
+                format!(
+                    "--service-cluster-ip-range={}",
+                    if real {
+                        REAL_NODES_SERVICE_CIDRS
+                    } else {
+                        SERVICE_CIDRS
+                    }
+                ),
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
                 format!("--service-account-key-file={}", d("sa.pub")),
                 format!("--service-account-signing-key-file={}", d("sa.key")),
-                "--authorization-mode=RBAC".into(),
                 "--allow-privileged=true".into(),
                 "--enable-priority-and-fairness=false".into(),
                 "--profiling=false".into(),
                 "--v=0".into(),
             ]
             .into_iter()
-            .chain(apiserver_flags.iter().map(|f| f.to_string()))
+            .chain(if real {
+                vec![
+                    "--authorization-mode=Node,RBAC".to_string(),
+                    "--enable-admission-plugins=NodeRestriction".into(),
+                    format!("--admission-control-config-file={}", d("admission.yaml")),
+                    // `kubectl logs` and `exec`: the API server reaches kubelets by InternalIP.
+                    format!("--kubelet-client-certificate={}", d("admin.crt")),
+                    format!("--kubelet-client-key={}", d("admin.key")),
+                    "--kubelet-preferred-address-types=InternalIP".into(),
+                ]
+            } else {
+                vec!["--authorization-mode=RBAC".to_string()]
+            })
+            .chain(options.apiserver_flags.iter().cloned())
             .collect::<Vec<_>>(),
             &dir,
         )?);
@@ -175,7 +271,15 @@ impl ControlPlane {
             &env::tool("kube-controller-manager"),
             &[
                 format!("--kubeconfig={}", cp.kubeconfig.display()),
-                "--controllers=namespace,garbagecollector,serviceaccount-token".into(),
+                format!(
+                    "--controllers=namespace,garbagecollector,serviceaccount-token{}",
+                    if real {
+                        ",serviceaccount,deployment,replicaset,daemonset,endpointslice,\
+                         nodelifecycle,podgc"
+                    } else {
+                        ""
+                    }
+                ),
                 format!("--service-account-private-key-file={}", d("sa.key")),
                 format!("--root-ca-file={}", d("ca.crt")),
                 "--bind-address=127.0.0.1".into(),
@@ -343,13 +447,14 @@ pub fn unique_name(test: &str) -> String {
     format!("{}-{:x}{n}", base.trim_matches('-'), std::process::id())
 }
 
-fn kubeconfig_yaml(dir: &Path, host: &str, port: u16) -> String {
+/// A kubeconfig for `https://host:port` with the client certificate `<user>.crt/.key`.
+fn kubeconfig_yaml(dir: &Path, host: &str, port: u16, user: &str) -> String {
     let d = |f: &str| dir.join(f).display().to_string();
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: ferrolb-e2e\n  cluster:\n    server: https://{host}:{port}\n    certificate-authority: {ca}\nusers:\n- name: admin\n  user:\n    client-certificate: {crt}\n    client-key: {key}\ncontexts:\n- name: ferrolb-e2e\n  context:\n    cluster: ferrolb-e2e\n    user: admin\ncurrent-context: ferrolb-e2e\n",
         ca = d("ca.crt"),
-        crt = d("admin.crt"),
-        key = d("admin.key"),
+        crt = d(&format!("{user}.crt")),
+        key = d(&format!("{user}.key")),
     )
 }
 

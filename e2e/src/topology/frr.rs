@@ -47,7 +47,7 @@ impl Frr {
         )
         .map_err(|e| {
             Error::Invalid(format!(
-                "{e}\n(is FRR installed? run e2e/scripts/install-routers.sh)"
+                "{e}\n(is FRR installed? run e2e/scripts/install-packages.sh)"
             ))
         })?;
 

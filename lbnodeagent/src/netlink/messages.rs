@@ -6,9 +6,11 @@ use ferrolb_api::pool::Family;
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressMessage, AddressProtocol, CacheInfo,
 };
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State};
+use netlink_packet_route::link::{
+    AfSpecInet, AfSpecUnspec, InetDevConf, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+};
 use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteType};
-use rtnetlink::{AddressMessageBuilder, LinkDummy, LinkIfb};
+use rtnetlink::{AddressMessageBuilder, LinkDummy, LinkIfb, LinkUnspec};
 
 use crate::snapshot::{DefaultRoute, Interface, InterfaceAddress, Lifetime, OperState};
 
@@ -50,6 +52,38 @@ pub fn virtual_link(name: &str, kind: VirtualKind) -> LinkMessage {
         VirtualKind::Dummy => LinkDummy::new(name).arp(false).up().build(),
         VirtualKind::Ifb => LinkIfb::new(name).arp(false).up().build(),
     }
+}
+
+/// The RTM_SETLINK request that turns on IPv4 `promote_secondaries` on link `index`:
+/// IFLA_AF_SPEC → AF_INET → IFLA_INET_CONF → IPV4_DEVCONF_PROMOTE_SECONDARIES = 1. The same
+/// setting as `/proc/sys/net/ipv4/conf/<link>/promote_secondaries`, but the kernel takes it
+/// from anyone with CAP_NET_ADMIN in the namespace, also where `/proc/sys` is mounted
+/// read-only (every unprivileged container). Only the non-zero fields of the request are
+/// sent, so no other setting of the link changes.
+pub fn promote_secondaries_request(index: u32) -> LinkMessage {
+    let mut conf = InetDevConf::default();
+    conf.promote_secondaries = 1;
+    let mut msg = LinkUnspec::new_with_index(index).build();
+    msg.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+            AfSpecInet::DevConfRequest(conf),
+        ])]));
+    msg
+}
+
+/// Whether a link dump says `promote_secondaries` is on; `None` when the message carries no
+/// IPv4 device configuration (a link without IPv4).
+pub fn promote_secondaries(msg: &LinkMessage) -> Option<bool> {
+    msg.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::AfSpecUnspec(specs) => specs.iter().find_map(|spec| match spec {
+            AfSpecUnspec::Inet(inet) => inet.iter().find_map(|i| match i {
+                AfSpecInet::DevConf(conf) => Some(conf.promote_secondaries != 0),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 /// An address message with just the address (enough to delete it).
@@ -211,6 +245,54 @@ mod tests {
                 msg.attributes
                     .contains(&LinkAttribute::LinkInfo(vec![LinkInfo::Kind(want)]))
             );
+        }
+    }
+
+    /// The request's bytes, nested as the kernel's `inet_set_link_af` reads them.
+    #[test]
+    fn promote_secondaries_request_nests_the_devconf_flag_under_af_inet() {
+        use netlink_packet_core::Emitable;
+        let msg = promote_secondaries_request(9);
+        assert_eq!(msg.header.index, 9);
+        let mut bytes = vec![0; msg.buffer_len()];
+        msg.emit(&mut bytes);
+        let nla = |len: u16, kind: u16| [len.to_ne_bytes(), kind.to_ne_bytes()].concat();
+        const IFLA_AF_SPEC: u16 = 26;
+        const AF_INET: u16 = 2;
+        const IFLA_INET_CONF: u16 = 1;
+        const NLA_F_NESTED: u16 = 1 << 15;
+        const IPV4_DEVCONF_PROMOTE_SECONDARIES: u16 = 20;
+        let want = [
+            nla(20, IFLA_AF_SPEC),
+            nla(16, AF_INET),
+            nla(12, IFLA_INET_CONF | NLA_F_NESTED),
+            nla(8, IPV4_DEVCONF_PROMOTE_SECONDARIES),
+            1u32.to_ne_bytes().to_vec(),
+        ]
+        .concat();
+        // The link header is 16 bytes; the AF_SPEC attribute is the only attribute after it.
+        assert_eq!(&bytes[16..], &want[..], "{bytes:?}");
+    }
+
+    #[test]
+    fn reads_promote_secondaries_from_a_link_dump() {
+        let dump = |on: i32| {
+            let mut conf = InetDevConf::default();
+            conf.promote_secondaries = on;
+            let mut msg = LinkMessage::default();
+            msg.attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                    AfSpecInet::DevConf(conf),
+                ])]));
+            msg
+        };
+        let cases = [
+            ("on", dump(1), Some(true)),
+            ("off", dump(0), Some(false)),
+            ("no IPv4 on the link", LinkMessage::default(), None),
+        ];
+        for (name, msg, want) in cases {
+            assert_eq!(promote_secondaries(&msg), want, "{name}");
         }
     }
 

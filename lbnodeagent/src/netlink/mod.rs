@@ -1,8 +1,8 @@
 //! The one type that talks to the kernel: rtnetlink dumps, address and link writes.
 //!
-//! A netlink socket belongs to the network namespace of the thread that opened it, and so does
-//! a path under `/proc/sys/net`: the sysctl write below is done with `std::fs` on the calling
-//! thread on purpose (a blocking-pool thread may sit in another namespace).
+//! A netlink socket belongs to the network namespace of the thread that opened it. Nothing
+//! here writes under `/proc/sys`: an unprivileged container sees it read-only, so link
+//! settings such as `promote_secondaries` go over netlink like everything else.
 
 mod events;
 mod messages;
@@ -225,11 +225,41 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| Error::netlink(format!("set {name} noarp up"), e))?;
-        set_sysctl(
-            &format!("/proc/sys/net/ipv4/conf/{name}/promote_secondaries"),
-            "1",
-        )?;
+        self.set_promote_secondaries(name, index).await?;
         Ok(ensured)
+    }
+
+    /// Turns on IPv4 `promote_secondaries` on link `index` over netlink and reads it back.
+    async fn set_promote_secondaries(&self, name: &str, index: u32) -> Result<()> {
+        self.handle
+            .link()
+            .set(messages::promote_secondaries_request(index))
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("set promote_secondaries on {name}"), e))?;
+        match self.promote_secondaries(index).await? {
+            Some(true) => Ok(()),
+            now => Err(Error::LinkSetting {
+                interface: name.into(),
+                setting: "promote_secondaries",
+                why: format!("reads {now:?} after setting it to 1"),
+            }),
+        }
+    }
+
+    /// The link's IPv4 `promote_secondaries` as the kernel reports it (RTM_GETLINK,
+    /// IFLA_INET_CONF); `None` when the link has no IPv4 configuration.
+    pub async fn promote_secondaries(&self, index: u32) -> Result<Option<bool>> {
+        let msg = self
+            .handle
+            .link()
+            .get()
+            .match_index(index)
+            .execute()
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink(format!("get link {index}"), e))?;
+        Ok(msg.as_ref().and_then(messages::promote_secondaries))
     }
 
     async fn create_link(&self, name: &str, kind: VirtualKind) -> Result<()> {
@@ -314,22 +344,6 @@ const PROBE_LIFETIME: Duration = Duration::from_secs(5);
 /// type"); that, and nothing else, sends us to ifb.
 pub fn falls_back_to_ifb(error: &Error) -> bool {
     error.errno() == Some(Errno::EOPNOTSUPP)
-}
-
-fn set_sysctl(path: &str, value: &str) -> Result<()> {
-    let err = |source| Error::Sysctl {
-        path: path.into(),
-        source,
-    };
-    std::fs::write(path, value).map_err(err)?;
-    let now = std::fs::read_to_string(path).map_err(err)?;
-    if now.trim() != value {
-        return Err(err(std::io::Error::other(format!(
-            "reads {:?} after writing {value:?}",
-            now.trim()
-        ))));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
