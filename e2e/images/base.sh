@@ -8,6 +8,12 @@ cache=${FERROLB_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ferrolb}/images
 base=localhost/ferrolb-base/debian:bookworm
 tar=$cache/debian-bookworm-minbase.tar
 mkdir -p "$cache"
+# What a killed run left: a half-made rootfs, perhaps with debootstrap's /proc and /sys mounts.
+for old in "$cache"/rootfs.*; do
+  [[ -d $old ]] || continue
+  { findmnt -rno TARGET | grep -F "$old" || true; } | sort -r | xargs -r -n1 umount -l
+  rm -rf --one-file-system "$old"
+done
 if [[ ! -s $tar ]]; then
   root=$(mktemp -d "$cache/rootfs.XXXXXX")
   trap 'rm -rf "$root"' EXIT

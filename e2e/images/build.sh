@@ -49,12 +49,18 @@ build pause localhost/ferrolb/pause:$tag "$ctx/pause/pause" e2e/images/pause/Doc
 cp /bin/busybox e2e/images/app/index.cgi e2e/images/app/Dockerfile "$ctx/app/"
 build app localhost/ferrolb/app:$tag "$ctx/app/busybox" e2e/images/app/index.cgi e2e/images/app/Dockerfile -- "$ctx/app"
 
-build allocator localhost/ferrolb/allocator:$tag Dockerfile.allocator "$bin/ferrolb-allocator" -- \
+# ferrolb's binaries without their debug info (a debug build's are ~250 MB each; the symbols
+# stay, so a backtrace still names functions).
+mkdir -p "$ctx/bin"
+for b in ferrolb-allocator ferrolb-agent bird-sidecar; do
+  objcopy --strip-debug "$bin/$b" "$ctx/bin/$b"
+done
+build allocator localhost/ferrolb/allocator:$tag Dockerfile.allocator "$ctx/bin/ferrolb-allocator" -- \
   -f Dockerfile.allocator --build-arg BINARIES=prebuilt --build-arg RUNTIME_IMAGE=$base \
-  --build-context "bin=$bin" .
-build agent localhost/ferrolb/agent:$tag Dockerfile.agent "$bin/ferrolb-agent" "$bin/bird-sidecar" -- \
+  --build-context "bin=$ctx/bin" .
+build agent localhost/ferrolb/agent:$tag Dockerfile.agent "$ctx/bin/ferrolb-agent" "$ctx/bin/bird-sidecar" -- \
   -f Dockerfile.agent --build-arg BINARIES=prebuilt --build-arg BASE_IMAGE=$base \
-  --build-context "bin=$bin" .
+  --build-context "bin=$ctx/bin" .
 
 cat >"$out/images.env" <<ENV
 PAUSE_IMAGE=localhost/ferrolb/pause:$tag

@@ -2,6 +2,7 @@
 //! benchmarks, soak runs and `make demo`.
 
 pub mod catalogue;
+pub mod cluster;
 pub mod controlplane;
 pub mod env;
 pub mod kubelet;

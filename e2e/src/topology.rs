@@ -20,6 +20,7 @@ mod claim;
 mod exec;
 mod frr;
 mod node;
+mod rooted;
 mod tor_config;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -30,10 +31,11 @@ use std::time::Duration;
 
 pub use bird::BirdHandle;
 pub use build::{Builder, ensure_management_bridge};
-pub use claim::{NAME_PREFIX, RUN_DIR, cleanup_leftovers};
+pub use claim::{NAME_PREFIX, RUN_DIR, cleanup_leftovers, reap_after_owner};
 pub use exec::{Process, in_namespace, wait_for};
 pub use frr::Frr;
 pub use node::Node;
+pub(crate) use rooted::{kill_processes_under, unmount_under};
 pub use tor_config::{BfdTimers, BgpPeer, TorConfig, render_frr_conf};
 
 use claim::Claim;

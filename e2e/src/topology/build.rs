@@ -327,6 +327,8 @@ impl Topology {
         }
         let namespaces: Vec<String> = self.namespaces().into_iter().map(str::to_string).collect();
         let existing = claim::list_namespaces().unwrap_or_default();
+        // Containers of real nodes run in pod namespaces, from root filesystems under the dir.
+        super::rooted::kill_processes_under(&self.dir);
         for ns in namespaces.iter().filter(|ns| existing.contains(ns)) {
             claim::kill_namespace_processes(ns);
         }
@@ -342,9 +344,7 @@ impl Topology {
                 eprintln!("topology {}: {e}", self.prefix);
             }
         }
-        if let Err(e) = std::fs::remove_dir_all(&self.dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
+        if let Err(e) = super::rooted::release_dir(&self.dir) {
             eprintln!(
                 "topology {}: removing {}: {e}",
                 self.prefix,

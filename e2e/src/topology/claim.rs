@@ -185,6 +185,16 @@ fn cleanup_locked(prefix: &str) -> Result<Vec<String>> {
     let mut removed = Vec::new();
 
     let namespaces: Vec<String> = list_namespaces()?.into_iter().filter(|n| ours(n)).collect();
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.strip_prefix(TMP_DIR_PREFIX).is_some_and(ours) {
+            super::rooted::kill_processes_under(&entry.path());
+        }
+    }
     for ns in &namespaces {
         kill_namespace_processes(ns);
     }
@@ -204,7 +214,7 @@ fn cleanup_locked(prefix: &str) -> Result<Vec<String>> {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(p) = name.strip_prefix(TMP_DIR_PREFIX)
                 && ours(p)
-                && std::fs::remove_dir_all(entry.path()).is_ok()
+                && super::rooted::release_dir(&entry.path()).is_ok()
             {
                 removed.push(format!("dir {}", entry.path().display()));
             }
@@ -222,6 +232,24 @@ fn cleanup_locked(prefix: &str) -> Result<Vec<String>> {
         );
     }
     Ok(removed)
+}
+
+/// Waits until the process that claimed `prefix` is gone, then removes what it left (see
+/// [`cleanup_leftovers`]). Run by `ferrolb-e2e-reaper`, which a test process starts beside a
+/// world it shares between tests: such a world lives in a static and is never dropped, and its
+/// containers do not die with the test process.
+pub fn reap_after_owner(prefix: &str) -> Result<Vec<String>> {
+    let pid_file = Path::new(RUN_DIR).join(format!("{prefix}.pid"));
+    loop {
+        let owner = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| Owner::parse(&t));
+        if !owner.is_some_and(Owner::alive) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    cleanup_leftovers(prefix)
 }
 
 /// Removes leftovers of dead runs, then claims a free slot for `tag` and writes its PID file.
