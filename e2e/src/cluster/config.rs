@@ -289,7 +289,9 @@ mod tests {
             index: i,
             name: format!("flb01rc-n{i}"),
             lan_v4: Ipv4Addr::new(192, 0, 2, 10 + i as u8),
-            lan_v6: format!("2001:db8:1::{}", 10 + i).parse().unwrap(),
+            lan_v6: format!("2001:db8:1::{}", 10 + i)
+                .parse()
+                .expect("an address"),
             dir: PathBuf::from(format!("/tmp/x/n{i}")),
             pki: PathBuf::from("/tmp/cp"),
             pause_image: "localhost/ferrolb/pause:test".into(),
@@ -300,12 +302,18 @@ mod tests {
     #[test]
     fn pod_cidrs_are_inside_the_cluster_cidrs_and_disjoint() {
         for i in [0, 1, 15, 100] {
-            let v4: std::net::Ipv4Addr = pod_cidr_v4(i).trim_end_matches("/24").parse().unwrap();
+            let v4: std::net::Ipv4Addr = pod_cidr_v4(i)
+                .trim_end_matches("/24")
+                .parse()
+                .expect("an address");
             assert!(
                 v4.octets()[..2] == [198, 19] && v4.octets()[2] >= 128,
                 "{v4}"
             );
-            let v6: Ipv6Addr = pod_cidr_v6(i).trim_end_matches("/64").parse().unwrap();
+            let v6: Ipv6Addr = pod_cidr_v6(i)
+                .trim_end_matches("/64")
+                .parse()
+                .expect("an address");
             assert_eq!(v6.segments()[..3], [0x2001, 0xdb8, 0x100], "{v6}");
             assert!(v6.segments()[3] < 0x100, "{v6} inside the /56");
         }
@@ -318,7 +326,7 @@ mod tests {
         let cd = containerd_toml(&n);
         assert!(cd.contains("root = \"/tmp/x/n1/containerd/root\""), "{cd}");
         assert!(cd.contains("restrict_oom_score_adj = true"), "{cd}");
-        let cni: serde_json::Value = serde_json::from_str(&cni_conflist(&n)).unwrap();
+        let cni: serde_json::Value = serde_json::from_str(&cni_conflist(&n)).expect("JSON");
         assert_eq!(
             cni["plugins"][0]["ipam"]["ranges"][1][0]["subnet"],
             "2001:db8:100:1::/64"
@@ -334,12 +342,12 @@ mod tests {
             (
                 0,
                 Ipv4Addr::new(192, 0, 2, 10),
-                "2001:db8:1::10".parse().unwrap(),
+                "2001:db8:1::10".parse().expect("an address"),
             ),
             (
                 1,
                 Ipv4Addr::new(192, 0, 2, 11),
-                "2001:db8:1::11".parse().unwrap(),
+                "2001:db8:1::11".parse().expect("an address"),
             ),
         ];
         assert_eq!(
