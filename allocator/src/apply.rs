@@ -9,17 +9,21 @@ use ferrolb_api::ServiceGroup;
 use ferrolb_api::contracts::{FIELD_MANAGER_ALLOCATOR, FINALIZER_IN_USE, reason};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
-use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::decide::{Change, Note, Plan, Rounds, SvcPlan, diff, rounds};
+use crate::leader::Term;
 use crate::metrics::Metrics;
 use crate::observe::{GroupView, Observer, Snapshot, SvcView};
 use crate::{Error, Result};
+
+mod told;
+
+pub use told::{EVENT_PAGE, told_before, told_selector};
 
 /// Writes plans, tells each standing problem once, and stops writing when leadership goes.
 pub struct Applier {
@@ -27,6 +31,8 @@ pub struct Applier {
     reporter: Reporter,
     metrics: Arc<Metrics>,
     leading: watch::Receiver<bool>,
+    /// Until when this replica may write; checked before every write.
+    term: Term,
     /// Per Service uid, the problems already told.
     told: Mutex<HashMap<String, BTreeSet<Note>>>,
     /// Per Service uid, Events whose publication failed: retried on the next pass.
@@ -88,16 +94,6 @@ impl Outcome {
     }
 }
 
-/// Reasons of standing problems (Warning Events about a Service).
-const PROBLEMS: [&str; 6] = [
-    reason::ALLOCATION_FAILED,
-    reason::REQUESTED_ADDRESS_UNAVAILABLE,
-    reason::SHARING_CONFLICT,
-    reason::DEPRECATED_FIELD,
-    reason::ANNOTATION_CONFLICT,
-    reason::NO_CANDIDATE,
-];
-
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER_ALLOCATOR).force()
 }
@@ -115,6 +111,7 @@ impl Applier {
         identity: &str,
         metrics: Arc<Metrics>,
         leading: watch::Receiver<bool>,
+        term: Term,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER_ALLOCATOR.into(),
@@ -125,6 +122,7 @@ impl Applier {
             client,
             metrics,
             leading,
+            term,
             told: Mutex::default(),
             pending: Mutex::default(),
         }
@@ -326,36 +324,17 @@ impl Applier {
     /// Remembers the standing problems already told (as Events) by an earlier allocator, so
     /// that a restart or failover does not tell them again.
     pub async fn remember_told(&self, namespace: Option<&str>) -> Result<()> {
-        let api: Api<K8sEvent> = match namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
-        let events = api.list(&ListParams::default()).await?;
-        let Ok(mut told) = self.told.lock() else {
-            return Ok(());
-        };
-        for e in events.items {
-            if e.reporting_controller.as_deref() != Some(FIELD_MANAGER_ALLOCATOR)
-                || e.type_.as_deref() != Some("Warning")
-            {
-                continue;
-            }
-            let uid = e.regarding.and_then(|r| r.uid);
-            let known = e
-                .reason
-                .as_deref()
-                .and_then(|r| PROBLEMS.iter().find(|p| **p == r));
-            if let (Some(uid), Some(reason), Some(note)) = (uid, known, e.note) {
-                told.entry(uid)
-                    .or_default()
-                    .insert(Note::warning(reason, note));
+        let earlier = told_before(&self.client, namespace, EVENT_PAGE).await?;
+        if let Ok(mut told) = self.told.lock() {
+            for (uid, notes) in earlier {
+                told.entry(uid).or_default().extend(notes);
             }
         }
         Ok(())
     }
 
     fn check_leading(&self) -> Result<()> {
-        if *self.leading.borrow() {
+        if *self.leading.borrow() && self.term.allows_writes() {
             Ok(())
         } else {
             Err(Error::LeaderLost(
@@ -498,10 +477,11 @@ impl Applier {
                 failed.get_or_insert(e);
             }
         }
-        failed.map_or(Ok(()), |e| Err(e.into()))
+        failed.map_or(Ok(()), Err)
     }
 
-    async fn event(&self, s: &SvcView, n: &Note) -> Result<(), kube::Error> {
+    async fn event(&self, s: &SvcView, n: &Note) -> Result<()> {
+        self.check_leading()?;
         let reference = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Service".into()),
@@ -526,7 +506,7 @@ impl Applier {
         // their note into one series and keeps the first note, which would hide e.g. the second
         // HolderChanged. Repeats are already suppressed by `told`.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        recorder.publish(&ev, &reference).await
+        Ok(recorder.publish(&ev, &reference).await?)
     }
 }
 

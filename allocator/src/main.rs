@@ -37,7 +37,7 @@ struct Flags {
     /// Elect a leader among replicas on the ferrolb-allocator Lease; only the leader writes.
     #[arg(long, env = "FERROLB_LEADER_ELECT", default_value_t = true, action = ArgAction::Set)]
     leader_elect: bool,
-    /// Namespace of the leader Lease.
+    /// Namespace ferrolb is installed in: the leader Lease and the agents' per-node Leases.
     #[arg(long, env = "FERROLB_NAMESPACE", default_value = ferrolb_api::contracts::INSTALL_NAMESPACE)]
     lease_namespace: String,
     /// This replica's name in the leader Lease (default: POD_NAME, else the hostname).

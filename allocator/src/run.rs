@@ -5,15 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use ferrolb_api::contracts::ALLOCATOR_LEASE;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use tokio::sync::watch;
 
 use crate::apply::Applier;
 use crate::decide::{self, Settings};
+use crate::leader::{self, Term};
 use crate::metrics::Metrics;
 use crate::observe::{Observer, Scope};
-use crate::{Backoff, Error, Result, leader};
+use crate::{Backoff, Error, Result};
 
 /// Coalesces bursts of watch events into one pass.
 const SETTLE: Duration = Duration::from_millis(30);
@@ -23,6 +25,7 @@ const SETTLE: Duration = Duration::from_millis(30);
 pub struct RunConfig {
     pub settings: Settings,
     pub leader_elect: bool,
+    /// Where the leader Lease and the per-node Leases are (the install namespace).
     pub lease_namespace: String,
     pub identity: String,
     pub scope: Scope,
@@ -30,8 +33,13 @@ pub struct RunConfig {
 
 /// Runs until SIGTERM/SIGINT (`Ok`) or until leadership is lost or a cache cannot start (`Err`).
 pub async fn run(client: Client, cfg: RunConfig, metrics: Arc<Metrics>) -> Result<()> {
-    let observer = Observer::start(&client, &cfg.scope);
+    let observer = Observer::start(&client, &cfg.scope, &cfg.lease_namespace);
     let (lead_tx, mut leading) = watch::channel(!cfg.leader_elect);
+    let term = if cfg.leader_elect {
+        Term::default()
+    } else {
+        Term::unbounded()
+    };
     let mut election = if cfg.leader_elect {
         let (c, ns, id) = (
             client.clone(),
@@ -39,8 +47,9 @@ pub async fn run(client: Client, cfg: RunConfig, metrics: Arc<Metrics>) -> Resul
             cfg.identity.clone(),
         );
         let tx = lead_tx.clone();
+        let term = term.clone();
         Some(tokio::spawn(async move {
-            let e = leader::run(c, ns, id, tx.clone()).await;
+            let e = leader::run(c, ns, id, tx.clone(), term).await;
             let _ = tx.send(false);
             e
         }))
@@ -56,6 +65,7 @@ pub async fn run(client: Client, cfg: RunConfig, metrics: Arc<Metrics>) -> Resul
         &cfg.identity,
         metrics.clone(),
         leading.clone(),
+        term,
     );
     let mut backoff = Backoff::new();
     let mut retry: Option<Instant> = None;
@@ -76,7 +86,14 @@ pub async fn run(client: Client, cfg: RunConfig, metrics: Arc<Metrics>) -> Resul
             let started = Instant::now();
             let snap = observer.snapshot(Timestamp::now());
             let plan = decide::plan(&snap, &cfg.settings);
-            match applier.apply(&plan, &snap, &observer).await {
+            // A pass stops (its requests dropped) the moment leadership goes, not when its
+            // writes return.
+            let mut still = leading.clone();
+            let outcome = tokio::select! {
+                r = applier.apply(&plan, &snap, &observer) => r,
+                _ = still.wait_for(|l| !*l) => Err(Error::LeaderLost(ALLOCATOR_LEASE.into())),
+            };
+            match outcome {
                 Ok(()) => {
                     backoff.reset();
                     retry = None;

@@ -1,17 +1,19 @@
 //! The allocation book: per ServiceGroup an [`Ipam`] and who owns each address (with what the
-//! sharing rules need), plus the sharing-key bindings. Rebuilt from the Services' status on every
-//! pass, so it never disagrees with what the cluster shows.
+//! sharing rules need), plus the sharing-key bindings, and which group holds each address
+//! cluster-wide: an address one group's Service holds is never handed out by another group,
+//! whatever the pools say. Rebuilt from the Services' status on every pass, so it never
+//! disagrees with what the cluster shows.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use ferrolb_api::check::parse_pools;
-use ferrolb_api::pool::{AddrRange, Family, non_host_addresses};
+use ferrolb_api::pool::{AddrRange, Aggregation, Family, non_host_addresses, parse_cidr};
 use ferrolb_api::servicegroup::GroupType;
 use ipnetwork::IpNetwork;
 
-use crate::ipam::{self, Ipam, Pool};
+use crate::ipam::{self, Aggregate, Ipam, Pool};
 use crate::observe::{GroupView, ObjKey, SvcView};
 
 /// A Service using an address: its view, whose key, uid, sharing key, ports,
@@ -74,6 +76,9 @@ pub struct GroupBook {
     pub ipam: Ipam,
     /// Every allocated address and its users, oldest first.
     pub owners: BTreeMap<IpAddr, Vec<Owner>>,
+    /// Addresses of this group's pool that another group's Service holds: that group's name and
+    /// the Service. Allocated in the IPAM, so never handed out here.
+    pub foreign: BTreeMap<IpAddr, (String, Owner)>,
     /// Sharing key and family → the address the key is bound to.
     pub keys: BTreeMap<(String, Family), IpAddr>,
     /// New allocations may come from this group.
@@ -83,7 +88,8 @@ pub struct GroupBook {
 
 impl GroupBook {
     /// A group with nothing allocated yet. Subnets keep their non-host addresses out of the
-    /// pool (network and broadcast for IPv4, Subnet-Router anycast for IPv6).
+    /// pool (network and broadcast for IPv4, Subnet-Router anycast for IPv6), and so do the
+    /// aggregation blocks of a virtual group.
     pub fn new(g: &GroupView, usable: bool) -> Self {
         let (pools, _) = parse_pools(&g.spec);
         let group_type = g.spec.group_type().unwrap_or(GroupType::Local);
@@ -105,14 +111,20 @@ impl GroupBook {
                 pool.reserved.extend(non_host_addresses(net));
             }
         }
+        let aggregates = if group_type == GroupType::Virtual {
+            v4.iter().chain(v6).filter_map(aggregate).collect()
+        } else {
+            Vec::new()
+        };
         let families = pools.iter().map(|p| p.family).collect();
-        let ipam = Ipam::new(pool)
+        let ipam = Ipam::with_aggregates(pool, aggregates)
             .unwrap_or_else(|_| Ipam::new(Pool::default()).expect("an empty pool is always valid"));
         GroupBook {
             name: g.name.clone(),
             group_type,
             ipam,
             owners: BTreeMap::new(),
+            foreign: BTreeMap::new(),
             keys: BTreeMap::new(),
             usable,
             families,
@@ -137,13 +149,14 @@ impl GroupBook {
         }
     }
 
-    /// After adoption: the IPAM holds exactly the adopted addresses (out-of-pool ones too), and
-    /// each sharing key is bound to its oldest user's address per family.
-    pub fn seal(&mut self) {
+    /// After adoption: the IPAM holds exactly the adopted addresses (out-of-pool ones too) and
+    /// the foreign ones, and each sharing key is bound to its oldest user's address per family.
+    fn seal(&mut self) {
         let pool = self.ipam.pool().clone();
-        if let Ok((ipam, _)) = Ipam::with_allocations(pool, self.owners.keys().copied()) {
-            self.ipam = ipam;
-        }
+        let held = self.owners.keys().chain(self.foreign.keys()).copied();
+        // The pool was valid when the IPAM was made, so this cannot fail; if it did, the
+        // IPAM would stay empty of allocations, and `take` still checks the owners.
+        let _ = self.ipam.rebuild(pool, held);
         self.rebind_keys();
     }
 
@@ -164,9 +177,14 @@ impl GroupBook {
     }
 
     /// Takes `addr` for `owner`: joins its users when allowed, else requests it from the IPAM.
-    pub fn take(&mut self, addr: IpAddr, owner: &Owner) -> Result<(), String> {
+    fn take(&mut self, addr: IpAddr, owner: &Owner) -> Result<(), String> {
         if self.owners.contains_key(&addr) {
             self.join_check(addr, owner)?;
+        } else if let Some((group, holder)) = self.foreign.get(&addr) {
+            return Err(format!(
+                "{addr} is held by Service {} of ServiceGroup {group}, and an address is shared only within one group",
+                holder.key
+            ));
         } else {
             self.ipam.request(addr).map_err(|e| match e {
                 ipam::Error::OutsidePool { why, .. } => format!(
@@ -182,7 +200,7 @@ impl GroupBook {
     }
 
     /// Takes the lowest free address of `family` for `owner`.
-    pub fn allocate(&mut self, family: Family, owner: &Owner) -> Result<IpAddr, ipam::Error> {
+    fn allocate(&mut self, family: Family, owner: &Owner) -> Result<IpAddr, ipam::Error> {
         let addr = self.ipam.allocate(family)?;
         self.add_owner(addr, owner);
         Ok(addr)
@@ -197,16 +215,19 @@ impl GroupBook {
         }
     }
 
-    /// Drops `uid` from the users of `addr`; the address is freed with its last user.
-    pub fn drop_owner(&mut self, addr: IpAddr, uid: &str) {
-        if let Some(users) = self.owners.get_mut(&addr) {
-            users.retain(|o| o.uid != uid);
-            if users.is_empty() {
-                self.owners.remove(&addr);
-                self.ipam.release(addr);
-                self.rebind_keys();
-            }
+    /// Drops `uid` from the users of `addr`; the address is freed with its last user (`true`).
+    fn drop_owner(&mut self, addr: IpAddr, uid: &str) -> bool {
+        let Some(users) = self.owners.get_mut(&addr) else {
+            return false;
+        };
+        users.retain(|o| o.uid != uid);
+        if !users.is_empty() {
+            return false;
         }
+        self.owners.remove(&addr);
+        self.ipam.release(addr);
+        self.rebind_keys();
+        true
     }
 
     /// The group's pools as text, `a-b` per range.
@@ -234,10 +255,24 @@ impl GroupBook {
     }
 }
 
-/// Every group's book.
+/// A virtual pool's aggregation, when its subnet, range and aggregation parse (the group's
+/// check reports those that do not).
+fn aggregate(p: &ferrolb_api::servicegroup::Pool) -> Option<Aggregate> {
+    let subnet = parse_cidr(&p.subnet).ok()?;
+    let range = AddrRange::parse(&p.pool).ok()?;
+    let aggregation = Aggregation::parse(p.aggregation.as_deref().unwrap_or("default")).ok()?;
+    Some(Aggregate {
+        range,
+        prefix: aggregation.prefix_for(subnet),
+    })
+}
+
+/// Every group's book, and which group holds each address.
 #[derive(Clone, Debug, Default)]
 pub struct Book {
     pub groups: BTreeMap<String, GroupBook>,
+    /// Every address a Service holds or gets in this pass, and the group it belongs to.
+    held: BTreeMap<IpAddr, String>,
 }
 
 impl Book {
@@ -248,6 +283,111 @@ impl Book {
                 .iter()
                 .map(|g| (g.name.clone(), GroupBook::new(g, usable.contains(&g.name))))
                 .collect(),
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// The group holding `addr` and its oldest user.
+    pub fn holder(&self, addr: IpAddr) -> Option<(&str, &Owner)> {
+        let group = self.held.get(&addr)?;
+        let owner = self.groups.get(group)?.owners.get(&addr)?.first()?;
+        Some((group, owner))
+    }
+
+    /// Records `owner` on `addr` of `group` during adoption (see [`Book::seal`]). The caller
+    /// has checked that no other group holds it.
+    pub fn adopt(&mut self, group: &str, addr: IpAddr, owner: Owner) {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.adopt(addr, owner);
+            self.held.insert(addr, group.to_string());
+        }
+    }
+
+    /// After adoption: each group's IPAM holds its own addresses and those of its pool that
+    /// other groups hold; sharing keys are bound.
+    pub fn seal(&mut self) {
+        let mut foreign: BTreeMap<String, BTreeMap<IpAddr, (String, Owner)>> = BTreeMap::new();
+        for (&addr, holder) in &self.held {
+            let Some(owner) = self
+                .groups
+                .get(holder)
+                .and_then(|g| g.owners.get(&addr))
+                .and_then(|users| users.first())
+            else {
+                continue;
+            };
+            for g in self.groups.values() {
+                if g.name != *holder && g.ipam.contains(addr) {
+                    foreign
+                        .entry(g.name.clone())
+                        .or_default()
+                        .insert(addr, (holder.clone(), owner.clone()));
+                }
+            }
+        }
+        for g in self.groups.values_mut() {
+            g.foreign = foreign.remove(&g.name).unwrap_or_default();
+            g.seal();
+        }
+    }
+
+    /// Takes `addr` of `group` for `owner`: joins its users when allowed, else requests it from
+    /// the group's pool; refused when another group's Service holds it.
+    pub fn take(&mut self, group: &str, addr: IpAddr, owner: &Owner) -> Result<(), String> {
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| format!("ServiceGroup {group:?} does not exist"))?;
+        g.take(addr, owner)?;
+        self.mark(group, addr, owner);
+        Ok(())
+    }
+
+    /// Takes the lowest free address of `family` in `group` for `owner` (a group not in the
+    /// book has none).
+    pub fn allocate(
+        &mut self,
+        group: &str,
+        family: Family,
+        owner: &Owner,
+    ) -> Result<IpAddr, ipam::Error> {
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or(ipam::Error::Exhausted { family })?;
+        let addr = g.allocate(family, owner)?;
+        self.mark(group, addr, owner);
+        Ok(addr)
+    }
+
+    /// Drops `uid` from the users of `addr` in `group`; the address is freed cluster-wide with
+    /// its last user.
+    pub fn drop_owner(&mut self, group: &str, addr: IpAddr, uid: &str) {
+        let freed = self
+            .groups
+            .get_mut(group)
+            .is_some_and(|g| g.drop_owner(addr, uid));
+        if freed {
+            self.held.remove(&addr);
+            for g in self.groups.values_mut() {
+                if g.foreign.remove(&addr).is_some() {
+                    g.ipam.release(addr);
+                }
+            }
+        }
+    }
+
+    /// `group` now holds `addr`: every other group whose pool has it keeps it out.
+    fn mark(&mut self, group: &str, addr: IpAddr, owner: &Owner) {
+        if self.held.insert(addr, group.to_string()).is_some() {
+            return;
+        }
+        for g in self.groups.values_mut() {
+            if g.name != group && g.ipam.contains(addr) {
+                g.foreign.insert(addr, (group.to_string(), owner.clone()));
+                // Already allocated there only if it was foreign before; either way it is now.
+                let _ = g.ipam.request(addr);
+            }
         }
     }
 

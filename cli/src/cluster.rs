@@ -11,6 +11,9 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::core::DynamicObject;
+
+use ferrolb_api::node_lease::SKEW;
 
 /// Everything the commands explain, at one instant.
 #[derive(Clone, Debug, Default)]
@@ -18,8 +21,10 @@ pub struct Cluster {
     pub now: Timestamp,
     pub groups: BTreeMap<String, Group>,
     pub nodes: BTreeMap<String, NodeInfo>,
-    /// Per-node Leases by node name.
+    /// Per-node Leases by node name, their expiry judged on this clock ([`read_leases`]).
     pub leases: BTreeMap<String, NodeLease>,
+    /// Per-node Leases that cannot be believed, by node name: why they are ignored.
+    pub bad_leases: BTreeMap<String, String>,
     /// LBNodeAgents: name and node selector.
     pub agents: Vec<(String, Option<LabelSelector>)>,
 }
@@ -70,10 +75,62 @@ impl NodeInfo {
 
 pub use ferrolb_api::node_lease::NodeLease;
 
+/// The per-node Leases among `objects`, read as the API server returned them (untyped, so that
+/// a renewTime it accepts but this side cannot parse costs one Lease, not the command), with
+/// liveness judged on this clock at `now`: a one-shot read has seen no renewal, so a renewTime
+/// ahead of `now` by more than the skew counts as not alive (see
+/// [`ferrolb_api::node_lease::Renewal::expiry`]). The second map holds the bad Leases, by node,
+/// and why they are ignored.
+pub fn read_leases(
+    objects: &[DynamicObject],
+    now: Timestamp,
+) -> (BTreeMap<String, NodeLease>, BTreeMap<String, String>) {
+    let mut leases = BTreeMap::new();
+    let mut bad = BTreeMap::new();
+    for o in objects {
+        match NodeLease::from_object(o) {
+            None => {}
+            Some(Ok((mut l, renewal))) => {
+                l.expires = renewal.expiry(now, true);
+                leases.insert(l.node.clone(), l);
+            }
+            Some(Err(e)) => {
+                let node = e
+                    .name
+                    .strip_prefix(ferrolb_api::contracts::NODE_LEASE_PREFIX)
+                    .unwrap_or(&e.name)
+                    .to_string();
+                bad.insert(node, e.to_string());
+            }
+        }
+    }
+    (leases, bad)
+}
+
 impl Cluster {
     /// A node is alive as the allocator sees it: its Lease is fresh and its Node exists.
     pub fn alive(&self, node: &str) -> bool {
         self.nodes.contains_key(node) && self.leases.get(node).is_some_and(|l| l.alive(self.now))
+    }
+
+    /// Why `node`'s Lease does not make it alive, in a few words.
+    pub fn not_alive_why(&self, node: &str) -> String {
+        if let Some(why) = self.bad_leases.get(node) {
+            return format!("Lease ignored: {why}");
+        }
+        let Some(l) = self.leases.get(node) else {
+            return "no per-node Lease (no agent)".into();
+        };
+        match (l.renewed, l.expires) {
+            (Some(r), None) if r.duration_since(self.now) > SKEW => format!(
+                "Lease renewTime {} ahead of this clock (skewed?); alive once a renewal is seen",
+                human(r.duration_since(self.now))
+            ),
+            (_, Some(e)) if e <= self.now => {
+                format!("Lease expired {} ago", human(self.now.duration_since(e)))
+            }
+            _ => "Lease never renewed".into(),
+        }
     }
 
     /// Every node name known from a Node or a per-node Lease, sorted.
@@ -81,6 +138,7 @@ impl Cluster {
         self.nodes
             .keys()
             .chain(self.leases.keys())
+            .chain(self.bad_leases.keys())
             .map(String::as_str)
             .collect()
     }
@@ -172,5 +230,67 @@ pub fn human(d: SignedDuration) -> String {
         60..3600 => format!("{}m{}s", s / 60, s % 60),
         3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
         _ => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(node: &str, renew: &str) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": { "name": format!("ferrolb-node-{node}"), "namespace": "ferrolb-system" },
+            "spec": { "holderIdentity": node, "leaseDurationSeconds": 15, "renewTime": renew },
+        }))
+        .expect("an object")
+    }
+
+    #[test]
+    fn leases_the_api_server_accepts_are_read_or_reported_never_believed_blindly() {
+        let now: Timestamp = "2026-11-30T10:00:00Z".parse().expect("a timestamp");
+        let objects = [
+            lease("fresh", "2026-11-30T09:59:58.000000Z"),
+            lease("old", "2026-11-30T09:58:00.000000Z"),
+            lease("future", "3000-01-01T00:00:00.000000Z"),
+            lease("edge", "9999-12-30T21:59:59.000000Z"),
+            lease("end", "9999-12-31T23:59:59.999999Z"),
+        ];
+        let (leases, bad) = read_leases(&objects, now);
+        let mut c = Cluster {
+            now,
+            leases,
+            bad_leases: bad,
+            ..Default::default()
+        };
+        for n in ["fresh", "old", "future", "edge", "end"] {
+            c.nodes.insert(
+                n.into(),
+                NodeInfo {
+                    name: n.into(),
+                    ..Default::default()
+                },
+            );
+        }
+        // (node, alive, why not)
+        let cases = [
+            ("fresh", true, ""),
+            ("old", false, "Lease expired 1m45s ago"),
+            ("future", false, "ahead of this clock"),
+            (
+                "edge",
+                false,
+                "Lease ignored: per-node Lease ferrolb-node-edge",
+            ),
+            ("end", false, "cannot be read"),
+        ];
+        for (node, alive, why) in cases {
+            assert_eq!(c.alive(node), alive, "{node}");
+            if !alive {
+                let text = c.not_alive_why(node);
+                assert!(text.contains(why), "{node}: {text}");
+            }
+        }
+        assert_eq!(c.node_names().len(), 5);
     }
 }

@@ -1,6 +1,5 @@
 //! The only code that talks to the Kubernetes API: lists what the commands explain. Reads only.
 
-use ferrolb_api::contracts::INSTALL_NAMESPACE;
 use ferrolb_api::{LBNodeAgent, ServiceGroup};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -8,9 +7,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, DynamicObject};
 use kube::{Client, Config};
 
-use crate::cluster::{Cluster, Group, NodeInfo, NodeLease, ServiceInfo, agent_entry};
+use crate::cluster::{Cluster, Group, NodeInfo, ServiceInfo, agent_entry, read_leases};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -69,8 +69,9 @@ pub async fn client(kubeconfig: Option<&str>, context: Option<&str>) -> Result<C
     Client::try_from(config).map_err(api_err("building the client"))
 }
 
-/// ServiceGroups, Nodes, per-node Leases and LBNodeAgents.
-pub async fn cluster(client: &Client) -> Result<Cluster> {
+/// ServiceGroups, Nodes, per-node Leases (in `namespace`, where ferrolb is installed) and
+/// LBNodeAgents. A per-node Lease that cannot be believed is reported on stderr and ignored.
+pub async fn cluster(client: &Client, namespace: &str) -> Result<Cluster> {
     let lp = ListParams::default();
     let groups = Api::<ServiceGroup>::all(client.clone())
         .list(&lp)
@@ -80,16 +81,27 @@ pub async fn cluster(client: &Client) -> Result<Cluster> {
         .list(&lp)
         .await
         .map_err(api_err("listing Nodes"))?;
-    let leases = Api::<Lease>::namespaced(client.clone(), INSTALL_NAMESPACE)
-        .list(&lp)
-        .await
-        .map_err(api_err("listing per-node Leases in ferrolb-system"))?;
+    // Untyped: one Lease whose renewTime this side cannot parse must not fail the list.
+    let what = format!("listing per-node Leases in {namespace}");
+    let leases = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::erase::<Lease>(&()),
+    )
+    .list(&lp)
+    .await
+    .map_err(api_err(&what))?;
     let agents = Api::<LBNodeAgent>::all(client.clone())
         .list(&lp)
         .await
         .map_err(api_err("listing LBNodeAgents"))?;
+    let now = Timestamp::now();
+    let (leases, bad_leases) = read_leases(&leases.items, now);
+    for why in bad_leases.values() {
+        eprintln!("warning: {why}");
+    }
     Ok(Cluster {
-        now: Timestamp::now(),
+        now,
         groups: groups
             .iter()
             .map(Group::from_object)
@@ -100,11 +112,8 @@ pub async fn cluster(client: &Client) -> Result<Cluster> {
             .map(NodeInfo::from_object)
             .map(|n| (n.name.clone(), n))
             .collect(),
-        leases: leases
-            .iter()
-            .filter_map(NodeLease::from_lease)
-            .map(|l| (l.node.clone(), l))
-            .collect(),
+        leases,
+        bad_leases,
         agents: agents.iter().map(agent_entry).collect(),
     })
 }

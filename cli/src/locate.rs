@@ -169,11 +169,11 @@ fn why_not(cluster: &Cluster, node: &str, addr: IpAddr, why: NotCandidate) -> St
                 return "its Node object does not exist".into();
             }
             match cluster.leases.get(node).and_then(|l| l.expires) {
-                Some(e) => format!(
+                Some(e) if e <= cluster.now => format!(
                     "not alive: its Lease expired {} ago (agent stopped or cut off from the API server)",
                     human(cluster.now.duration_since(e))
                 ),
-                None => "not alive: its Lease was never renewed".into(),
+                _ => format!("not alive: {}", cluster.not_alive_why(node)),
             }
         }
         NotCandidate::NoSubnet => {
@@ -214,7 +214,10 @@ fn no_lease_rows(cluster: &Cluster) -> Vec<NodeRole> {
         .map(|n| NodeRole {
             node: n.clone(),
             role: "-".into(),
-            why: "no per-node Lease: no ferrolb agent has run there".into(),
+            why: match cluster.bad_leases.get(n) {
+                Some(why) => format!("not a candidate: {why}"),
+                None => "no per-node Lease: no ferrolb agent has run there".into(),
+            },
         })
         .collect()
 }

@@ -27,6 +27,9 @@ struct Connection {
     /// Kubeconfig context to use.
     #[arg(long, global = true)]
     context: Option<String>,
+    /// Namespace ferrolb is installed in (where the agents' per-node Leases are).
+    #[arg(long, global = true, env = "FERROLB_NAMESPACE", default_value = ferrolb_api::contracts::INSTALL_NAMESPACE)]
+    ferrolb_namespace: String,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "text")]
     output: Output,
@@ -77,11 +80,12 @@ enum From {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ferrolb_ns = cli.conn.ferrolb_namespace.clone();
     match cli.command {
         Command::Where { service, namespace } => {
             read_cluster(&cli.conn, |client, conn| async move {
                 let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-                let cluster = fetch::cluster(&client).await?;
+                let cluster = fetch::cluster(&client, &ferrolb_ns).await?;
                 let svc = fetch::service(&client, &ns, &service).await?;
                 let report = locate::explain(&cluster, &svc);
                 Ok(match conn {
@@ -91,14 +95,14 @@ fn main() -> ExitCode {
             })
         }
         Command::Pools => read_cluster(&cli.conn, |client, conn| async move {
-            let report = pools::report(&fetch::cluster(&client).await?);
+            let report = pools::report(&fetch::cluster(&client, &ferrolb_ns).await?);
             Ok(match conn {
                 Output::Json => json(&report),
                 Output::Text => pools::render(&report),
             })
         }),
         Command::Nodes => read_cluster(&cli.conn, |client, conn| async move {
-            let rows = nodes::report(&fetch::cluster(&client).await?);
+            let rows = nodes::report(&fetch::cluster(&client, &ferrolb_ns).await?);
             Ok(match conn {
                 Output::Json => json(&rows),
                 Output::Text => nodes::render(&rows),

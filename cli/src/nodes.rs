@@ -34,18 +34,15 @@ pub fn report(cluster: &Cluster) -> Vec<NodeRow> {
             let lease = cluster.leases.get(name);
             let liveness = match (node, lease) {
                 (None, _) => "no Node object".to_string(),
-                (Some(_), None) => "no per-node Lease (no agent)".to_string(),
-                (Some(_), Some(l)) => match (l.alive(cluster.now), l.renewed, l.expires) {
-                    (true, Some(r), _) => format!(
+                (Some(_), Some(l)) if l.alive(cluster.now) => match l.renewed {
+                    Some(r) if r > cluster.now => "renewed just now".to_string(),
+                    Some(r) => format!(
                         "renewed {} ago",
                         crate::cluster::human(cluster.now.duration_since(r))
                     ),
-                    (false, _, Some(e)) => format!(
-                        "Lease expired {} ago",
-                        crate::cluster::human(cluster.now.duration_since(e))
-                    ),
-                    _ => "Lease never renewed".to_string(),
+                    None => "alive".to_string(),
                 },
+                (Some(_), _) => cluster.not_alive_why(name),
             };
             let eligible = match lease {
                 None => "-".to_string(),

@@ -93,6 +93,7 @@ pub fn cluster(groups: Vec<Group>, nodes: Vec<(NodeInfo, NodeLease)>) -> Cluster
             .into_iter()
             .map(|(_, l)| (l.node.clone(), l))
             .collect(),
+        bad_leases: Default::default(),
         agents: Vec::new(),
     }
 }

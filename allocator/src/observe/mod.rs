@@ -1,6 +1,7 @@
 //! What the allocator watches: kube-runtime reflectors on Services, ServiceGroups, Nodes,
 //! EndpointSlices and the per-node Leases, turned into one plain [`Snapshot`].
 
+mod leases;
 mod service;
 mod views;
 
@@ -8,14 +9,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferrolb_api::ServiceGroup;
-use ferrolb_api::contracts::{INSTALL_NAMESPACE, NODE_LEASE_PREFIX};
+use ferrolb_api::contracts::NODE_LEASE_PREFIX;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::core::PartialObjectMeta;
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -26,13 +27,17 @@ pub use service::{
 };
 pub use views::{Endpoints, GroupView, NodeLease, Snapshot, add_slice};
 
+use leases::Sightings;
+
 /// The caches, plus the objects our own writes returned that the caches have not seen yet
 /// (so that a pass right after a write does not decide on stale status).
 #[derive(Clone)]
 pub struct Observer {
     services: Store<Service>,
     groups: Store<ServiceGroup>,
-    leases: Store<Lease>,
+    leases: Store<DynamicObject>,
+    /// When each per-node Lease's renewal was seen: liveness is judged on this clock.
+    sightings: Arc<Mutex<Sightings>>,
     nodes: Store<PartialObjectMeta<Node>>,
     slices: Store<EndpointSlice>,
     written: Arc<Mutex<Written>>,
@@ -90,14 +95,46 @@ fn any<K>(_: &K) -> bool {
     true
 }
 
-fn node_lease(l: &Lease) -> bool {
-    l.name_any().starts_with(NODE_LEASE_PREFIX)
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Runs the per-node Lease reflector: every event is a sighting, timed on this clock as it
+/// arrives (not at the next pass, which a follower never runs), and pokes `changed`.
+fn drive_leases<S>(stream: S, sightings: Arc<Mutex<Sightings>>, changed: Arc<Notify>)
+where
+    S: Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            let node_lease = |o: &DynamicObject| o.name_any().starts_with(NODE_LEASE_PREFIX);
+            match ev {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) if node_lease(&o) => {
+                    lock(&sightings).observe(&o, Timestamp::now());
+                    changed.notify_one();
+                }
+                Ok(watcher::Event::Delete(o)) if node_lease(&o) => {
+                    lock(&sightings).forget(&o);
+                    changed.notify_one();
+                }
+                Ok(watcher::Event::Apply(_) | watcher::Event::InitApply(_))
+                | Ok(watcher::Event::Delete(_)) => {}
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => changed.notify_one(),
+                Err(e) => tracing::warn!(watch = "leases", error = %e, "watch failed; retrying"),
+            }
+        }
+    });
 }
 
 impl Observer {
     /// Starts every watch. Nothing is decided before [`Observer::wait_synced`] returns.
-    /// `scope` narrows what is served (tests, or one allocator per tenant).
-    pub fn start(client: &Client, scope: &Scope) -> Self {
+    /// `scope` narrows what is served (tests, or one allocator per tenant); the per-node Leases
+    /// are read from `lease_namespace` (the install namespace).
+    pub fn start(client: &Client, scope: &Scope, lease_namespace: &str) -> Self {
         let changed = Arc::new(Notify::new());
         let cfg = watcher::Config::default;
         let scoped = |c: &Client| -> Api<Service> {
@@ -131,13 +168,22 @@ impl Observer {
             any,
             "servicegroups",
         );
-        let (leases, w) = reflector::store();
-        let api: Api<Lease> = Api::namespaced(client.clone(), INSTALL_NAMESPACE);
-        drive(
-            reflector::reflector(w, watcher(api, cfg()).default_backoff()),
+        // Untyped: a Lease whose renewTime the API server accepts but k8s-openapi cannot
+        // parse would otherwise fail every list and watch of them all.
+        let ar = ApiResource::erase::<Lease>(&());
+        let w = reflector::store::Writer::new(ar.clone());
+        let leases = w.as_reader();
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), lease_namespace, &ar);
+        let sightings = Arc::new(Mutex::new(Sightings::default()));
+        drive_leases(
+            reflector::reflector(
+                w,
+                watcher(api, cfg())
+                    .default_backoff()
+                    .modify(|o: &mut DynamicObject| slim(&mut o.metadata)),
+            ),
+            sightings.clone(),
             changed.clone(),
-            node_lease,
-            "leases",
         );
         let (nodes, w) = reflector::store();
         let api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
@@ -168,6 +214,7 @@ impl Observer {
             services,
             groups,
             leases,
+            sightings,
             nodes,
             slices,
             written: Arc::default(),
@@ -230,14 +277,7 @@ impl Observer {
         let services = newest(self.services.state(), &mut written.services);
         let groups = newest(self.groups.state(), &mut written.groups);
         drop(written);
-        let mut leases: Vec<NodeLease> = self
-            .leases
-            .state()
-            .iter()
-            .filter_map(|l| NodeLease::from_lease(l))
-            .collect();
-        // A stable order keeps messages that list nodes stable.
-        leases.sort_by(|a, b| a.node.cmp(&b.node));
+        let leases = lock(&self.sightings).leases(&self.leases.state(), now);
         let mut endpoints = Endpoints::new();
         for s in self.slices.state() {
             add_slice(&mut endpoints, &s);

@@ -1,7 +1,8 @@
-//! The announcing annotations mirrored from hand-written per-node Leases.
+//! The announcing annotations mirrored from hand-written per-node Leases (in the test's
+//! namespace, which is the allocator's `--lease-namespace`).
 
 use ferrolb_api::annotations as ann;
-use ferrolb_api::contracts::{INSTALL_NAMESPACE, lease as l, node_lease_name, reason};
+use ferrolb_api::contracts::{lease as l, node_lease_name, reason};
 use ferrolb_e2e::kubelet::create_node;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
@@ -11,7 +12,12 @@ use serde_json::json;
 use crate::support::*;
 
 pub async fn write_lease(env: &Env, node: &str, annotations: serde_json::Value) {
-    let api: Api<Lease> = Api::namespaced(env.client.clone(), INSTALL_NAMESPACE);
+    renew_lease(&env.client, env.name(), node, annotations).await
+}
+
+/// [`write_lease`] from a task of its own (an agent that keeps renewing).
+async fn renew_lease(client: &kube::Client, ns: &str, node: &str, annotations: serde_json::Value) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), ns);
     let body = json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": { "name": node_lease_name(node), "annotations": annotations },
@@ -102,25 +108,29 @@ async fn mirrors_holders_from_per_node_leases() {
         (env.annotations("a").await.get(ann::ANNOUNCING_IPV4) == Some(&both)).then_some(())
     })
     .await;
-    // A Lease past its duration is ignored.
-    let past = (Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60))
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), INSTALL_NAMESPACE);
-    leases
-        .patch(
-            &node_lease_name(&n2),
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "spec": { "renewTime": past } })),
-        )
-        .await
-        .expect("lease");
+    // n2's agent stops renewing: its Lease counts for its duration from the last renewal the
+    // allocator saw, then is ignored; n1 keeps renewing.
+    let renewer = {
+        let (env_client, ns, n1, holding) = (
+            env.client.clone(),
+            env.name().to_string(),
+            n1.clone(),
+            base("192.0.2.110", "1"),
+        );
+        tokio::spawn(async move {
+            loop {
+                renew_lease(&env_client, &ns, &n1, holding.clone()).await;
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            }
+        })
+    };
     let want = format!("{n1},eth0,192.0.2.110");
     eventually("announcing-IPv4 from n1 alone", || async {
         (env.annotations("a").await.get(ann::ANNOUNCING_IPV4) == Some(&want)).then_some(())
     })
     .await;
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), INSTALL_NAMESPACE);
+    renewer.abort();
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), env.name());
     for n in [&n1, &n2] {
         let _ = leases
             .delete(&node_lease_name(n), &DeleteParams::default())

@@ -3,8 +3,11 @@
 
 mod allocation;
 mod announcing;
+mod election;
 mod groups;
 mod ha;
+mod node_leases;
 mod restart;
 mod sharing;
 mod support;
+mod told;

@@ -117,13 +117,24 @@ impl Env {
 
     /// [`Env::allocator`] with extra flags.
     pub fn allocator_with(&self, identity: &str, leader_elect: bool, extra: &[&str]) -> Allocator {
+        self.allocator_via(identity, leader_elect, extra, self.cp.kubeconfig())
+    }
+
+    /// [`Env::allocator_with`] reaching the API server as `kubeconfig` says (e.g. through a proxy).
+    pub fn allocator_via(
+        &self,
+        identity: &str,
+        leader_elect: bool,
+        extra: &[&str],
+        kubeconfig: &std::path::Path,
+    ) -> Allocator {
         let metrics = free_port();
         let log =
             std::env::temp_dir().join(format!("ferrolb-allocator-{}-{identity}.log", self.name()));
         let out = File::create(&log).expect("a log file");
         let mut cmd = tied(env!("CARGO_BIN_EXE_ferrolb-allocator"));
         cmd.arg("--kubeconfig")
-            .arg(self.cp.kubeconfig())
+            .arg(kubeconfig)
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             .args([
                 "--leader-elect",
