@@ -1,8 +1,15 @@
 //! The ServiceGroup rules CEL cannot express: range order, pools overlapping within a group and
 //! between groups. The allocator reports these as conditions; `kubectl ferrolb check` offline.
+//! And an LBNodeAgent's settings parsed within their bounds: the agent runs with exactly what
+//! this check accepts, and ignores (with an Event) an object it refuses.
 
 use std::fmt;
+use std::time::Duration;
 
+use kube::core::Selector;
+
+use crate::duration::parse_within;
+use crate::lbnodeagent::{LBNodeAgentSpec, SELECTOR_OPERATORS, bounds};
 use crate::pool::{AddrRange, Family, parse_cidr};
 use crate::servicegroup::{Pool, ServiceGroupSpec};
 
@@ -160,10 +167,248 @@ impl fmt::Display for Overlap {
     }
 }
 
+/// An LBNodeAgent's durations, parsed and within [`bounds`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentDurations {
+    /// `localAddressLifetime`, whole seconds.
+    pub local_address_lifetime: u32,
+    pub conflict_probe: Duration,
+    pub gossip_settle: Duration,
+    pub drain: Duration,
+    pub gratuitous_interval: Duration,
+    pub gratuitous_initial_delay: Duration,
+}
+
+/// `localAddressLifetime` is whole seconds from 3 s; at most what the CRD's pattern allows.
+const LIFETIME_MAX_SECS: u64 = 999_999;
+
+/// Every duration of `spec` within its bounds, or a problem per field that is not.
+pub fn agent_durations(spec: &LBNodeAgentSpec) -> Result<AgentDurations, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut field = |name: &str, text: &str, (min, max): bounds::Bounds| {
+        parse_within(text, min, max)
+            .map_err(|e| {
+                problems.push(Problem {
+                    field: name.into(),
+                    message: e.to_string(),
+                })
+            })
+            .unwrap_or_default()
+    };
+    let conflict_probe = field(
+        "spec.conflictProbe",
+        &spec.conflict_probe,
+        bounds::CONFLICT_PROBE,
+    );
+    let gossip_settle = field(
+        "spec.gossipSettle",
+        &spec.gossip_settle,
+        bounds::GOSSIP_SETTLE,
+    );
+    let drain = field("spec.drain", &spec.drain, bounds::DRAIN);
+    let gratuitous_interval = field(
+        "spec.gratuitous.interval",
+        &spec.gratuitous.interval,
+        bounds::GRATUITOUS_INTERVAL,
+    );
+    let gratuitous_initial_delay = field(
+        "spec.gratuitous.initialDelay",
+        &spec.gratuitous.initial_delay,
+        bounds::GRATUITOUS_INITIAL_DELAY,
+    );
+    let lifetime = &spec.local_address_lifetime;
+    let local_address_lifetime = match crate::duration::parse(lifetime) {
+        Ok(d) if d.subsec_nanos() == 0 && (3..=LIFETIME_MAX_SECS).contains(&d.as_secs()) => {
+            u32::try_from(d.as_secs()).unwrap_or_default()
+        }
+        _ => {
+            problems.push(Problem {
+                field: "spec.localAddressLifetime".into(),
+                message: format!(
+                    "{lifetime:?} is not whole seconds from 3s to {LIFETIME_MAX_SECS}s"
+                ),
+            });
+            0
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(AgentDurations {
+        local_address_lifetime,
+        conflict_probe,
+        gossip_settle,
+        drain,
+        gratuitous_interval,
+        gratuitous_initial_delay,
+    })
+}
+
+/// The nodeSelector as a selector (`None`: every node), or why it cannot be one: an operator
+/// other than In, NotIn, Exists, DoesNotExist, or values where they do not belong.
+pub fn agent_selector(spec: &LBNodeAgentSpec) -> Result<Option<Selector>, Problem> {
+    let Some(selector) = &spec.node_selector else {
+        return Ok(None);
+    };
+    let problem = |i: usize, message: String| Problem {
+        field: format!("spec.nodeSelector.matchExpressions[{i}]"),
+        message,
+    };
+    for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
+        let values = e.values.as_ref().map_or(0, Vec::len);
+        match e.operator.as_str() {
+            "In" | "NotIn" if values == 0 => {
+                return Err(problem(i, format!("{} needs values", e.operator)));
+            }
+            "Exists" | "DoesNotExist" if values > 0 => {
+                return Err(problem(i, format!("{} takes no values", e.operator)));
+            }
+            op if !SELECTOR_OPERATORS.contains(&op) => {
+                return Err(problem(
+                    i,
+                    format!(
+                        "unknown operator {op:?}; use one of {}",
+                        SELECTOR_OPERATORS.join(", ")
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Selector::try_from(selector.clone())
+        .map(Some)
+        .map_err(|e| Problem {
+            field: "spec.nodeSelector".into(),
+            message: e.to_string(),
+        })
+}
+
+/// `virtualInterface` as the CRD's rule says: a Linux interface name, at most 15 characters.
+pub fn virtual_interface_problem(spec: &LBNodeAgentSpec) -> Option<Problem> {
+    let name = &spec.virtual_interface;
+    let ok = (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_alphanumeric() || (i > 0 && matches!(b, b'.' | b'_' | b'-')));
+    (!ok).then(|| Problem {
+        field: "spec.virtualInterface".into(),
+        message: format!(
+            "{name:?} is not an interface name (letters, digits, '.', '_', '-'; at most 15)"
+        ),
+    })
+}
+
+/// Every problem of an LBNodeAgent that its own parse finds (the regex of `localInterface` is
+/// compiled by the agent; CEL and `kubectl ferrolb check` test it with `matches`).
+pub fn check_agent(spec: &LBNodeAgentSpec) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = virtual_interface_problem(spec).into_iter().collect();
+    problems.extend(agent_durations(spec).err().unwrap_or_default());
+    problems.extend(agent_selector(spec).err());
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::servicegroup::{LocalSpec, VirtualSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+    fn with_expression(operator: &str, values: Option<Vec<String>>) -> LBNodeAgentSpec {
+        LBNodeAgentSpec {
+            node_selector: Some(LabelSelector {
+                match_labels: None,
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "zone".into(),
+                    operator: operator.into(),
+                    values,
+                }]),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn agent_settings_parse_within_bounds_or_name_the_field() {
+        let spec = |f: fn(&mut LBNodeAgentSpec)| {
+            let mut s = LBNodeAgentSpec::default();
+            f(&mut s);
+            s
+        };
+        let cases: Vec<(&str, LBNodeAgentSpec, Vec<&str>)> = vec![
+            ("defaults", LBNodeAgentSpec::default(), vec![]),
+            (
+                "drain of u64::MAX seconds",
+                spec(|s| s.drain = "18446744073709551615s".into()),
+                vec!["spec.drain: \"18446744073709551615s\" is more than the most allowed, 5m"],
+            ),
+            (
+                "conflict probe too often",
+                spec(|s| s.conflict_probe = "10ms".into()),
+                vec!["spec.conflictProbe: \"10ms\" is less than the least allowed, 100ms"],
+            ),
+            (
+                "settle in words",
+                spec(|s| s.gossip_settle = "soon".into()),
+                vec!["spec.gossipSettle: \"soon\" is not a duration"],
+            ),
+            (
+                "lifetime in ms",
+                spec(|s| s.local_address_lifetime = "3500ms".into()),
+                vec!["spec.localAddressLifetime"],
+            ),
+            (
+                "two at once",
+                spec(|s| {
+                    s.gratuitous.interval = "2m".into();
+                    s.gratuitous.initial_delay = "1h".into();
+                }),
+                vec!["spec.gratuitous.interval", "spec.gratuitous.initialDelay"],
+            ),
+            (
+                "unknown operator",
+                with_expression("Equals", Some(vec!["a".into()])),
+                vec!["spec.nodeSelector.matchExpressions[0]: unknown operator \"Equals\""],
+            ),
+            (
+                "In without values",
+                with_expression("In", None),
+                vec!["spec.nodeSelector.matchExpressions[0]: In needs values"],
+            ),
+            (
+                "Exists with values",
+                with_expression("Exists", Some(vec!["a".into()])),
+                vec!["spec.nodeSelector.matchExpressions[0]: Exists takes no values"],
+            ),
+            (
+                "DoesNotExist",
+                with_expression("DoesNotExist", None),
+                vec![],
+            ),
+            (
+                "virtual interface too long",
+                spec(|s| s.virtual_interface = "kube-lb0-is-too-long".into()),
+                vec!["spec.virtualInterface"],
+            ),
+            (
+                "virtual interface with a slash",
+                spec(|s| s.virtual_interface = "kube/lb0".into()),
+                vec!["spec.virtualInterface"],
+            ),
+        ];
+        for (name, spec, want) in cases {
+            let got: Vec<String> = check_agent(&spec).iter().map(ToString::to_string).collect();
+            assert_eq!(got.len(), want.len(), "{name}: {got:?}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(g.starts_with(w), "{name}: {g:?} does not start with {w:?}");
+            }
+        }
+        let d = agent_durations(&LBNodeAgentSpec::default()).expect("defaults parse");
+        assert_eq!(
+            (d.local_address_lifetime, d.drain, d.conflict_probe),
+            (5, Duration::from_secs(5), Duration::from_secs(1))
+        );
+    }
 
     fn pool(subnet: &str, pool: &str) -> Pool {
         Pool {

@@ -2,7 +2,32 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
+use schemars::Schema;
 use serde::{Deserialize, Serialize};
+
+/// The bounds of each duration field, `(least, most)` in the CRD's own notation. The CEL rules
+/// quote them and the agent parses with them ([`crate::duration::parse_within`]), so a value
+/// the API server accepts is one the agent takes, and a value that slipped past (an object
+/// stored before the rule) is refused by name instead of overflowing a clock.
+pub mod bounds {
+    pub type Bounds = (&'static str, &'static str);
+    /// Probing every few ms would flood the LAN; a minute leaves a conflict unseen too long.
+    pub const CONFLICT_PROBE: Bounds = ("100ms", "1m");
+    pub const GOSSIP_SETTLE: Bounds = ("0ms", "1m");
+    /// The chart's `terminationGracePeriodSeconds` must exceed it (default 30 s for the default
+    /// 5 s drain); a drain of more than 5 minutes holds a node's shutdown too long.
+    pub const DRAIN: Bounds = ("0ms", "5m");
+    pub const GRATUITOUS_INTERVAL: Bounds = ("0ms", "1m");
+    pub const GRATUITOUS_INITIAL_DELAY: Bounds = ("0ms", "1m");
+}
+
+/// Reason of the Warning Event an agent posts on its Node when an LBNodeAgent cannot be used
+/// (it is ignored; the message names the object and the field).
+// TODO(contracts): belongs in `contracts::reason` with the other agent reasons.
+pub const REASON_INVALID: &str = "InvalidLBNodeAgent";
+
+/// Label selector operators the agent (and Kubernetes) know.
+pub const SELECTOR_OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExist"];
 
 /// Node agent configuration. `default` applies to every node no other LBNodeAgent selects.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -19,11 +44,14 @@ use serde::{Deserialize, Serialize};
 pub struct LBNodeAgentSpec {
     /// Nodes that may announce (empty: all nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = bounded_selector)]
+    #[x_kube(validation = Rule::new(SELECTOR_RULE).message("spec.nodeSelector.matchExpressions: operator must be In or NotIn (with values) or Exists or DoesNotExist (without values)"))]
     pub node_selector: Option<LabelSelector>,
     /// "default" = the interface of the default route, per family; otherwise a regex of
     /// interface names.
     #[serde(default = "default_local_interface")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(REGEX_RULE).message("spec.localInterface: must be \"default\" or a valid regular expression of interface names, e.g. ^(eth|en)"))]
     pub local_interface: String,
     /// Interface that carries virtual addresses.
     #[serde(default = "default_virtual_interface")]
@@ -40,22 +68,83 @@ pub struct LBNodeAgentSpec {
     /// How often a holder probes the LAN for another holder of its addresses.
     #[serde(default = "default_conflict_probe")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(duration_rule()).message("spec.conflictProbe: a duration such as 500ms, 1s or 1m"))]
+    #[x_kube(validation = Rule::new(duration_rule(bounds::CONFLICT_PROBE)).message(duration_message("spec.conflictProbe", "500ms, 1s or 1m", bounds::CONFLICT_PROBE).as_str()))]
     pub conflict_probe: String,
     /// A starting agent claims nothing before its gossip view settles or this has passed.
     #[serde(default = "default_gossip_settle")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(duration_rule()).message("spec.gossipSettle: a duration such as 500ms, 2s or 1m"))]
+    #[x_kube(validation = Rule::new(duration_rule(bounds::GOSSIP_SETTLE)).message(duration_message("spec.gossipSettle", "500ms, 2s or 1m", bounds::GOSSIP_SETTLE).as_str()))]
     pub gossip_settle: String,
     /// Graceful stop: time between route withdrawal and address removal.
     #[serde(default = "default_drain")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(duration_rule()).message("spec.drain: a duration such as 500ms, 5s or 1m"))]
+    #[x_kube(validation = Rule::new(duration_rule(bounds::DRAIN)).message(duration_message("spec.drain", "500ms, 5s or 1m", bounds::DRAIN).as_str()))]
     pub drain: String,
 }
 
-const fn duration_rule() -> &'static str {
-    "self.matches('^([0-9]+(ms|s|m))+$')"
+/// A duration of the CRD's syntax within `bounds`. CEL's `duration()` reads the same syntax
+/// (Go's); `&&` stops at a value that is no duration, and one too large for `duration()` is an
+/// evaluation error, which the API server reports with this rule's message too.
+fn duration_rule((min, max): bounds::Bounds) -> String {
+    format!(
+        "self.matches('^([0-9]+(ms|s|m))+$') && duration(self) >= duration('{min}') && \
+         duration(self) <= duration('{max}')"
+    )
+}
+
+fn duration_message(field: &str, examples: &str, (min, max): bounds::Bounds) -> String {
+    format!("{field}: a duration such as {examples}, from {min} to {max}")
+}
+
+/// `matches` with `self` as the pattern fails to evaluate when the pattern does not compile
+/// (RE2 on the API server); `x || !x` keeps that error instead of absorbing it. The agent
+/// compiles it again with Rust's `regex` (nearly the same syntax) and ignores the LBNodeAgent,
+/// with an Event, if that fails.
+const REGEX_RULE: &str = "self == 'default' || ''.matches(self) || !''.matches(self)";
+
+const SELECTOR_RULE: &str = "!has(self.matchExpressions) || self.matchExpressions.all(e, \
+     (e.operator in ['In', 'NotIn'] && has(e.values) && size(e.values) > 0) || \
+     (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))";
+
+/// Upper bounds on the label selector's lists and strings (k8s-openapi's schema has none), so
+/// that its CEL rule fits the API server's cost budget. Label keys are at most 253 + 1 + 63
+/// characters, values 63.
+fn bounded_selector(schema: &mut Schema) {
+    let set = |schema: &mut Schema, path: &[&str], key: &str, value: u64| {
+        let mut node = schema.as_object_mut();
+        for step in path {
+            node = node
+                .and_then(|o| o.get_mut(*step))
+                .and_then(|v| v.as_object_mut());
+        }
+        if let Some(node) = node {
+            node.insert(key.into(), value.into());
+        }
+    };
+    let exprs = ["properties", "matchExpressions"];
+    let item = ["properties", "matchExpressions", "items", "properties"];
+    set(schema, &exprs, "maxItems", 32);
+    set(schema, &[&item[..], &["key"]].concat(), "maxLength", 317);
+    set(
+        schema,
+        &[&item[..], &["operator"]].concat(),
+        "maxLength",
+        16,
+    );
+    set(schema, &[&item[..], &["values"]].concat(), "maxItems", 64);
+    set(
+        schema,
+        &[&item[..], &["values", "items"]].concat(),
+        "maxLength",
+        63,
+    );
+    set(schema, &["properties", "matchLabels"], "maxProperties", 32);
+    set(
+        schema,
+        &["properties", "matchLabels", "additionalProperties"],
+        "maxLength",
+        63,
+    );
 }
 
 /// Gratuitous ARP / unsolicited NA after a node takes an address.
@@ -69,11 +158,11 @@ pub struct Gratuitous {
     pub count: u32,
     #[serde(default = "default_interval")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(duration_rule()).message("spec.gratuitous.interval: a duration such as 500ms or 1s"))]
+    #[x_kube(validation = Rule::new(duration_rule(bounds::GRATUITOUS_INTERVAL)).message(duration_message("spec.gratuitous.interval", "500ms or 1s", bounds::GRATUITOUS_INTERVAL).as_str()))]
     pub interval: String,
     #[serde(default = "default_initial_delay")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(duration_rule()).message("spec.gratuitous.initialDelay: a duration such as 0ms or 100ms"))]
+    #[x_kube(validation = Rule::new(duration_rule(bounds::GRATUITOUS_INITIAL_DELAY)).message(duration_message("spec.gratuitous.initialDelay", "0ms or 100ms", bounds::GRATUITOUS_INITIAL_DELAY).as_str()))]
     pub initial_delay: String,
 }
 
@@ -132,4 +221,119 @@ fn default_gossip_settle() -> String {
 }
 fn default_drain() -> String {
     "5s".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::offline::validate;
+
+    fn agent(spec: Value) -> Value {
+        json!({"apiVersion": "ferrolb.io/v1", "kind": "LBNodeAgent",
+               "metadata": {"name": "a"}, "spec": spec})
+    }
+
+    fn expression(operator: &str, values: Option<Vec<&str>>) -> Value {
+        let mut e = json!({"key": "zone", "operator": operator});
+        if let Some(values) = values {
+            e["values"] = json!(values);
+        }
+        json!({"nodeSelector": {"matchExpressions": [e]}})
+    }
+
+    /// The same cases run against the real API server in lbnodeagent/tests/lbnodeagent_crd.rs.
+    #[test]
+    fn cel_refuses_what_would_stop_an_agent_and_names_the_field() {
+        // (name, spec, None when valid or the text the problem contains)
+        let cases: Vec<(&str, Value, Option<&str>)> = vec![
+            (
+                "the default interface",
+                json!({"localInterface": "default"}),
+                None,
+            ),
+            (
+                "a regex",
+                json!({"localInterface": "^(eth|en)[0-9]+$"}),
+                None,
+            ),
+            (
+                "a regex that does not compile",
+                json!({"localInterface": "eth("}),
+                // An evaluation error: the API server adds the rule's message, kube-cel only
+                // the field.
+                Some("spec.localInterface"),
+            ),
+            (
+                "an unknown selector operator",
+                expression("Equals", Some(vec!["a"])),
+                Some("spec.nodeSelector.matchExpressions: operator must be"),
+            ),
+            (
+                "In without values",
+                expression("In", None),
+                Some("spec.nodeSelector.matchExpressions"),
+            ),
+            (
+                "Exists with values",
+                expression("Exists", Some(vec!["a"])),
+                Some("spec.nodeSelector.matchExpressions"),
+            ),
+            (
+                "In with values",
+                expression("In", Some(vec!["a", "b"])),
+                None,
+            ),
+            ("Exists", expression("Exists", None), None),
+            (
+                "labels only",
+                json!({"nodeSelector": {"matchLabels": {"zone": "edge"}}}),
+                None,
+            ),
+            ("the longest drain", json!({"drain": "5m"}), None),
+            (
+                "a drain past the bound",
+                json!({"drain": "5m1ms"}),
+                Some("spec.drain: a duration such as 500ms, 5s or 1m, from 0ms to 5m"),
+            ),
+            (
+                "a drain of u64::MAX seconds",
+                json!({"drain": "18446744073709551615s"}),
+                Some("spec.drain"),
+            ),
+            (
+                "a conflict probe that floods the LAN",
+                json!({"conflictProbe": "10ms"}),
+                Some("spec.conflictProbe"),
+            ),
+            (
+                "a long gossip settle",
+                json!({"gossipSettle": "2m"}),
+                Some("spec.gossipSettle"),
+            ),
+            (
+                "a long gratuitous interval",
+                json!({"gratuitous": {"interval": "90s"}}),
+                Some("spec.gratuitous.interval"),
+            ),
+            (
+                "a long initial delay",
+                json!({"gratuitous": {"initialDelay": "1m1s"}}),
+                Some("spec.gratuitous.initialDelay"),
+            ),
+        ];
+        for (name, spec, want) in cases {
+            let problems: Vec<String> = validate(&agent(spec))
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            match want {
+                None => assert!(problems.is_empty(), "{name}: {problems:?}"),
+                Some(text) => assert!(
+                    problems.iter().any(|p| p.contains(text)),
+                    "{name}: want {text:?} in {problems:?}"
+                ),
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@ pub mod conflict;
 pub mod decide;
 pub mod gossip;
 pub mod gratuitous;
+pub mod health;
 pub mod metrics;
 pub mod netlink;
 pub mod observe;

@@ -1,12 +1,13 @@
 //! `ferrolb-agent`: flags, logging, client, metrics endpoint; then `ferrolb_lbnodeagent::run`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use ferrolb_api::contracts::PORT_AGENT;
 use ferrolb_lbnodeagent::metrics::{self, Metrics};
 use ferrolb_lbnodeagent::run::{GossipTuning, Holder, RunConfig, run};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -28,8 +29,12 @@ struct Flags {
     /// Kubeconfig file; without it, the in-cluster config or the default kubeconfig.
     #[arg(long, env = "FERROLB_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
-    /// Where /metrics, /healthz and /readyz listen.
-    #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:9471")]
+    /// `/metrics`, `/healthz`, `/readyz`. Loopback by default: the agent shares the host's
+    /// network, and a wildcard address would serve them on every LoadBalancer address too. In
+    /// a cluster pass the node's own address (the chart does, from the downward API:
+    /// `$(HOST_IP):9471`; an IPv6 address may come with or without brackets).
+    #[arg(long, env = "FERROLB_METRICS_ADDR", value_parser = listen_addr,
+          default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, PORT_AGENT)))]
     metrics_addr: SocketAddr,
     /// Log lines as text or as JSON.
     #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -51,6 +56,21 @@ struct Flags {
 
 fn duration(text: &str) -> Result<Duration, String> {
     ferrolb_api::duration::parse(text).map_err(|e| e.to_string())
+}
+
+/// `address:port`, or, for what the downward API gives an IPv6 node (`$(HOST_IP):9471` with
+/// no brackets), `v6address:port` read with the last colon as the port's.
+fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>().or_else(|e| {
+        text.rsplit_once(':')
+            .and_then(|(ip, port)| {
+                Some(SocketAddr::new(
+                    ip.parse::<IpAddr>().ok().filter(IpAddr::is_ipv6)?,
+                    port.parse().ok()?,
+                ))
+            })
+            .ok_or_else(|| format!("{text:?} is not address:port ({e})"))
+    })
 }
 
 #[tokio::main]
@@ -92,4 +112,48 @@ async fn main() -> anyhow::Result<()> {
     };
     run(client, cfg).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_metrics_and_health_on_loopback_unless_told() {
+        let cases: [(&str, Vec<&str>, Result<&str, &str>); 5] = [
+            ("default", vec![], Ok("127.0.0.1:9471")),
+            (
+                "the node's IPv4 address",
+                vec!["--metrics-addr", "192.0.2.10:9471"],
+                Ok("192.0.2.10:9471"),
+            ),
+            (
+                "IPv6 with brackets",
+                vec!["--metrics-addr", "[2001:db8::10]:9471"],
+                Ok("[2001:db8::10]:9471"),
+            ),
+            (
+                "IPv6 as $(HOST_IP):9471 writes it",
+                vec!["--metrics-addr", "2001:db8::10:9471"],
+                Ok("[2001:db8::10]:9471"),
+            ),
+            (
+                "no port",
+                vec!["--metrics-addr", "192.0.2.10"],
+                Err("is not address:port"),
+            ),
+        ];
+        for (name, extra, want) in cases {
+            let argv = ["ferrolb-agent", "--node-name", "n0"]
+                .into_iter()
+                .chain(extra);
+            match (Flags::try_parse_from(argv), want) {
+                (Ok(flags), Ok(want)) => {
+                    assert_eq!(flags.metrics_addr.to_string(), want, "{name}")
+                }
+                (Err(e), Err(want)) => assert!(e.to_string().contains(want), "{name}: {e}"),
+                (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 }

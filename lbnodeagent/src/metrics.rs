@@ -3,7 +3,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -19,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 use crate::decide::{AddressKind, Desired};
 use crate::gossip::auth::AuthCounters;
+use crate::health::Health;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AddressLabels {
@@ -62,7 +62,7 @@ pub struct Metrics {
     gossip: AuthCounters,
     live_peers: Gauge,
     conflicts: Family<ConflictLabels, Counter>,
-    ready: AtomicBool,
+    health: Health,
 }
 
 impl Default for Metrics {
@@ -85,7 +85,7 @@ impl Metrics {
             gossip: AuthCounters::default(),
             live_peers: Gauge::default(),
             conflicts: Family::default(),
-            ready: AtomicBool::new(false),
+            health: Health::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -223,13 +223,9 @@ impl Metrics {
         self.reconcile.observe(seconds);
     }
 
-    /// `/readyz` answers ok from now on.
-    pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+    /// What `/healthz` and `/readyz` answer from.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The text exposition format.
@@ -248,7 +244,7 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<S
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(render))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(live))
         .route("/readyz", get(ready))
         .with_state(metrics);
     tokio::spawn(async move {
@@ -269,11 +265,18 @@ async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     )
 }
 
-async fn ready(State(metrics): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
-    if metrics.is_ready() {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not converged yet\n")
+async fn ready(State(metrics): State<Arc<Metrics>>) -> (StatusCode, String) {
+    answer(metrics.health().readiness(), "not ready")
+}
+
+async fn live(State(metrics): State<Arc<Metrics>>) -> (StatusCode, String) {
+    answer(metrics.health().liveness(), "not live")
+}
+
+fn answer(verdict: Result<(), String>, no: &str) -> (StatusCode, String) {
+    match verdict {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{no}: {why}\n")),
     }
 }
 

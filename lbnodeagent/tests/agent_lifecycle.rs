@@ -190,3 +190,99 @@ async fn a_failed_announcement_is_an_event_on_the_node_and_is_retried() {
         tokio::time::sleep(world::STEP).await;
     }
 }
+
+/// `curl` in node `i`'s namespace: (HTTP status, body); status 0 when nothing answers.
+fn http(w: &World, i: usize, url: &str) -> (u16, String) {
+    let out = w
+        .topo
+        .exec(
+            w.node_ns(i),
+            &["curl", "-s", "-m", "2", "-w", "\n%{http_code}", url],
+        )
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Issue 16 items 11 and 16: a change that keeps failing backs off on its own while the local
+/// addresses keep their renewal period (before, the whole loop backed off up to 300 s and a 3 s
+/// address expired and came back); `/readyz` says what fails and `/healthz` stays ok; the
+/// endpoint listens on loopback, not on the node's LAN address.
+#[tokio::test]
+async fn renewals_keep_their_period_while_a_change_keeps_failing() {
+    let Some(mut w) = World::new("ar", "renewals", settings("3s", "1s")).await else {
+        return;
+    };
+    w.start_agent(0);
+    let (local, virtual_) = (w.local_group(), w.virtual_group());
+    w.service("lan", &local, &["192.0.2.108"], false).await;
+    w.service("v4", &virtual_, &["203.0.113.2"], false).await;
+    w.eventually("both addresses are there", || {
+        w.has(0, "eth0", "192.0.2.108/24") && w.has(0, "kube-lb0", "203.0.113.2/28")
+    })
+    .await;
+    let local_url = "http://127.0.0.1:9471";
+    w.eventually("ready", || {
+        http(&w, 0, &format!("{local_url}/readyz")).0 == 200
+    })
+    .await;
+    let lan = w.topo.node(0).lan_v4().to_string();
+    assert_eq!(
+        http(&w, 0, &format!("http://{lan}:9471/metrics")).0,
+        0,
+        "the metrics endpoint answers on the LAN address"
+    );
+
+    let ns = w.node_ns(0).to_string();
+    let sysctl = |value: &str| {
+        let setting = format!("net.ipv6.conf.kube-lb0.disable_ipv6={value}");
+        w.topo
+            .run(&ns, &["sysctl", "-q", "-w", &setting])
+            .expect("sysctl");
+    };
+    sysctl("1");
+    w.service("v6", &virtual_, &["2001:db8:ff::1"], false).await;
+    w.eventually("readyz names the failing change", || {
+        let (code, body) = http(&w, 0, &format!("{local_url}/readyz"));
+        code == 503 && body.contains("add kube-lb0 2001:db8:ff::1/64")
+    })
+    .await;
+
+    // 20 s of failures: a loop-wide back-off would have reached gaps of 4 s, 8 s and 16 s.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        assert!(
+            w.has(0, "eth0", "192.0.2.108/24"),
+            "the local address expired {:?} into the failures\n{}",
+            start.elapsed(),
+            w.logs()
+        );
+        assert_eq!(
+            http(&w, 0, &format!("{local_url}/healthz")).0,
+            200,
+            "a failing change is no stuck loop"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failures = w
+        .metrics(0)
+        .lines()
+        .find(|l| l.starts_with("ferrolb_agent_netlink_errors_total "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or_default();
+    assert!(
+        (3.0..=10.0).contains(&failures),
+        "the failing change backs off on its own: {failures} attempts in 20 s"
+    );
+
+    sysctl("0");
+    w.eventually_within("the retry adds it", Duration::from_secs(40), || {
+        w.has(0, "kube-lb0", "2001:db8:ff::1/64")
+    })
+    .await;
+    w.eventually("ready again", || {
+        http(&w, 0, &format!("{local_url}/readyz")) == (200, "ok\n".to_string())
+    })
+    .await;
+}

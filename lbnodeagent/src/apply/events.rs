@@ -2,13 +2,14 @@
 //! cluster-scoped objects do), published without holding up the reconcile loop.
 
 use ferrolb_api::contracts::{FIELD_MANAGER_AGENT, reason};
+use ferrolb_api::lbnodeagent::REASON_INVALID;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
 use crate::Error;
-use crate::decide::Change;
+use crate::decide::{Change, Rejected};
 
 /// Publishes the agent's Events about its own Node.
 #[derive(Clone)]
@@ -60,6 +61,30 @@ impl NodeEvents {
             note: Some(truncate(note)),
             action: "Probe".into(),
             secondary: None,
+        });
+    }
+
+    /// `InvalidLBNodeAgent`: an LBNodeAgent does not parse and is ignored on this node. The
+    /// Event relates to that version of the object: kube's recorder folds Events with the same
+    /// reason, regarding and related object into one series that keeps the first note, so
+    /// another object (or another edit) must make another Event.
+    pub fn invalid_agent(&self, rejected: &Rejected) {
+        self.publish(Event {
+            type_: EventType::Warning,
+            reason: REASON_INVALID.into(),
+            note: Some(truncate(format!(
+                "{rejected}. Ignored by this node's agent (the settings it gave this node, if \
+                 any, stay in force); fix it and check it with `kubectl ferrolb check`."
+            ))),
+            action: "Configure".into(),
+            secondary: Some(ObjectReference {
+                api_version: Some("ferrolb.io/v1".into()),
+                kind: Some("LBNodeAgent".into()),
+                name: Some(rejected.agent.clone()),
+                uid: rejected.uid.clone(),
+                resource_version: rejected.resource_version.clone(),
+                ..Default::default()
+            }),
         });
     }
 

@@ -5,6 +5,7 @@
 //! work (local addresses must be renewed whatever the API server does).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_api::contracts::{
@@ -19,10 +20,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::Result;
+use crate::metrics::Metrics;
+use crate::{Error, Result};
 
 /// After a failed write, the next try comes this much later.
 const RETRY: Duration = Duration::from_secs(1);
+/// A write that takes longer is given up (and retried): a hung request must not hold up the
+/// renewals after it.
+const WRITE_TIMEOUT: Duration = NODE_LEASE_RENEW;
 
 /// The handle the reconcile loop publishes annotations through.
 pub struct LeasePublisher {
@@ -38,13 +43,14 @@ impl Drop for LeasePublisher {
 }
 
 impl LeasePublisher {
-    /// Starts the task; it writes nothing until the first [`LeasePublisher::publish`].
-    pub fn start(client: Client, namespace: &str, node: &str) -> Self {
+    /// Starts the task; it writes nothing until the first [`LeasePublisher::publish`]. Each
+    /// write that succeeds counts for readiness.
+    pub fn start(client: Client, namespace: &str, node: &str, metrics: Arc<Metrics>) -> Self {
         let api: Api<Lease> = Api::namespaced(client, namespace);
         let (want, want_rx) = watch::channel(None);
         let (published_tx, published) = watch::channel(None);
         let node = node.to_string();
-        let task = tokio::spawn(keep_current(api, node, want_rx, published_tx));
+        let task = tokio::spawn(keep_current(api, node, want_rx, published_tx, metrics));
         Self {
             want,
             published,
@@ -80,6 +86,7 @@ async fn keep_current(
     node: String,
     mut want: watch::Receiver<Option<BTreeMap<String, String>>>,
     published: watch::Sender<Option<BTreeMap<String, String>>>,
+    metrics: Arc<Metrics>,
 ) {
     let acquired = Timestamp::now();
     let mut next = tokio::time::Instant::now();
@@ -92,9 +99,19 @@ async fn keep_current(
             next = tokio::time::Instant::now() + NODE_LEASE_RENEW;
             continue;
         };
-        match write(&api, &node, acquired, &annotations).await {
+        let written =
+            tokio::time::timeout(WRITE_TIMEOUT, write(&api, &node, acquired, &annotations))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Io {
+                        what: "per-node Lease write",
+                        source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+                    })
+                });
+        match written {
             Ok(()) => {
                 debug!(node, "per-node Lease renewed");
+                metrics.health().lease_written();
                 published.send_replace(Some(annotations));
                 next = tokio::time::Instant::now() + NODE_LEASE_RENEW;
             }

@@ -9,11 +9,12 @@ mod diff;
 mod eligibility;
 mod interfaces;
 mod published;
+mod retry;
 
 #[cfg(test)]
 mod tests;
 
-pub use config::agent_config;
+pub use config::{Rejected, Selection, agent_config};
 pub use desired::{
     AddressKind, Desired, DesiredAddress, Holds, SkipReason, Skipped, desired, holds_every_address,
 };
@@ -21,6 +22,7 @@ pub use diff::{Change, Observed, OwnedAddress, blocked, diff, renewal_due, renew
 pub use eligibility::{local_eligibility, virtual_eligibility};
 pub use interfaces::{local_interface, node_subnets, offered_subnets, owned_local_addresses};
 pub use published::{gossip_addr, gossip_published, lease_annotations, mac_text};
+pub use retry::{BACKOFF_MAX, BACKOFF_MIN, Retries};
 
 /// `IFA_F_NODAD`: IPv6 addresses are usable at once; the election, not DAD, prevents duplicates.
 pub const IFA_F_NODAD: u32 = 0x02;

@@ -1,12 +1,14 @@
 //! The agent's loop: reflectors and kernel notifications wake it, a renewal tick keeps local
-//! addresses alive, and SIGTERM walks it through the graceful stop.
+//! addresses alive whatever fails (back-off is per change, see `decide::Retries`), each turn
+//! beats for `/healthz`, and SIGTERM walks it through the graceful stop.
 
 mod election;
 mod keys;
 mod round;
 mod stores;
 
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ferrolb_api::contracts::IneligibleReason;
@@ -23,7 +25,7 @@ pub use stores::Stores;
 use self::election::Election;
 use crate::apply::{LeasePublisher, NodeEvents};
 use crate::conflict::{Prober, Reporting};
-use crate::decide::{agent_config, renewal_period};
+use crate::decide::{BACKOFF_MAX, BACKOFF_MIN, Rejected, Retries, agent_config, renewal_period};
 use crate::gratuitous::Senders;
 use crate::metrics::Metrics;
 use crate::netlink::{Netlink, PROTO_PROBE_ADDRESS};
@@ -55,14 +57,17 @@ pub(crate) struct Context {
     senders: Senders,
     /// Conflict probes; only where holders are elected.
     prober: Option<Prober>,
+    /// The rejected LBNodeAgents already reported, as their messages: each is logged and
+    /// posted once, and again only when it changes.
+    rejected: Mutex<BTreeSet<String>>,
 }
 
 /// Kernel notifications come in bursts (an address and its routes): rounds start at least this
 /// long apart, so a burst makes one round while an agent at rest reacts at once.
 const DEBOUNCE: Duration = Duration::from_millis(10);
-/// Back-off after a failed round (STYLE.md: 250 ms doubling to 5 min).
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// The loop turns at least this often, whatever else it waits for: it beats for `/healthz`
+/// and looks at the kernel (something may have deleted an address without a notification).
+pub const MAX_IDLE: Duration = Duration::from_secs(10);
 /// How long the stop waits for the Lease to say `stopping` and, at the end, what it holds.
 const LEASE_FLUSH: Duration = Duration::from_secs(2);
 
@@ -117,7 +122,7 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
         })
     });
     let ctx = Context {
-        lease: LeasePublisher::start(client, &cfg.namespace, &cfg.node),
+        lease: LeasePublisher::start(client, &cfg.namespace, &cfg.node, cfg.metrics.clone()),
         events,
         node: cfg.node,
         netlink,
@@ -126,10 +131,13 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
         held,
         senders: Senders::default(),
         prober,
+        rejected: Mutex::default(),
     };
     let mut election = Election::new(&ctx.node, cfg.holder, keys, &ctx.metrics, wake.clone());
     let cluster = ctx.stores.cluster(&ctx.node);
-    let config = agent_config(&cluster.agents, &cluster.node)?;
+    let selection = agent_config(&cluster.agents, &cluster.node, None);
+    report_rejected(&ctx, &selection.rejected);
+    let config = selection.config;
     check_kernel(&ctx.netlink, &config).await?;
     info!(
         node = ctx.node,
@@ -140,25 +148,40 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
     let mut lifecycle = Lifecycle::Running;
     let mut drain_until: Option<Instant> = None;
     let mut backoff = BACKOFF_MIN;
+    let mut retries = Retries::default();
     let mut stopping_published = false;
+    let health = ctx.metrics.health();
     loop {
-        let outcome = round::reconcile(&ctx, &mut election, lifecycle, config.as_ref()).await;
+        health.beat();
+        let outcome = round::reconcile(
+            &ctx,
+            &mut election,
+            lifecycle,
+            config.as_ref(),
+            &mut retries,
+        )
+        .await;
         let round_ended = Instant::now();
+        let renew_in = renewal_wait(config.as_ref());
         let next = match outcome {
-            Ok(round) if !round.failed => {
-                backoff = BACKOFF_MIN;
-                ctx.metrics.set_ready();
-                let wait = renewal_wait(&round.config);
-                config = Some(round.config);
-                wait
-            }
             Ok(round) => {
+                backoff = BACKOFF_MIN;
+                health.round(round.problem);
+                let renew_in = renewal_wait(Some(&round.config));
                 config = Some(round.config);
-                step(&mut backoff)
+                next_wait(
+                    renew_in,
+                    round
+                        .next_retry
+                        .map(|at| Instant::from_std(at).saturating_duration_since(round_ended)),
+                )
             }
             Err(e) => {
+                // The kernel could not be read: nothing was renewed either, so the retry
+                // comes no later than the next renewal would.
                 warn!(error = %e, "reconcile failed; retrying");
-                step(&mut backoff)
+                health.round(Some(e.to_string()));
+                next_wait(renew_in, Some(step(&mut backoff)))
             }
         };
         if lifecycle != Lifecycle::Running && !stopping_published {
@@ -189,8 +212,10 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
         if stop {
             let drain = config.as_ref().map_or(Duration::from_secs(5), |c| c.drain);
             info!(?drain, "SIGTERM: stopping");
+            health.stopping();
             lifecycle = Lifecycle::Draining;
-            drain_until = Some(Instant::now() + drain);
+            // The drain is bounded when parsed; checked all the same, a signal must not panic.
+            drain_until = Some(Instant::now().checked_add(drain).unwrap_or(far));
         }
     }
     election.leave().await;
@@ -218,13 +243,69 @@ async fn check_kernel(netlink: &Netlink, config: &AgentConfig) -> Result<()> {
 
 /// Until the next look at the local addresses: a sixth of their lifetime. The diff renews once
 /// a third has passed, but the kernel reports lifetimes in whole seconds, rounded down, so a
-/// tick of exactly a third could see "not yet" and renew only at two thirds.
-fn renewal_wait(config: &AgentConfig) -> Duration {
-    renewal_period(config.local_address_lifetime) / 2
+/// tick of exactly a third could see "not yet" and renew only at two thirds. Without settings
+/// yet, the shortest lifetime's.
+fn renewal_wait(config: Option<&AgentConfig>) -> Duration {
+    renewal_period(config.map_or(3, |c| c.local_address_lifetime)) / 2
+}
+
+/// The loop's next turn: the renewal tick, a retry if one comes sooner, and never later than
+/// [`MAX_IDLE`]. A retry's back-off never pushes a renewal back.
+fn next_wait(renew_in: Duration, retry_in: Option<Duration>) -> Duration {
+    retry_in.map_or(renew_in, |r| r.min(renew_in)).min(MAX_IDLE)
+}
+
+/// Logs and posts (once each, again when it changes) every LBNodeAgent the agent set aside;
+/// says so when one is usable again.
+fn report_rejected(ctx: &Context, rejected: &[Rejected]) {
+    let now: BTreeSet<String> = rejected.iter().map(ToString::to_string).collect();
+    let mut reported = ctx.rejected.lock().unwrap_or_else(|p| p.into_inner());
+    if *reported == now {
+        return;
+    }
+    for r in rejected {
+        if !reported.contains(&r.to_string()) {
+            warn!(lbnodeagent = r.agent, problem = %r, "LBNodeAgent ignored: it does not parse");
+            ctx.events.invalid_agent(r);
+        }
+    }
+    for gone in reported.difference(&now) {
+        info!(was = gone, "an LBNodeAgent ignored before is fixed or gone");
+    }
+    *reported = now;
 }
 
 fn step(backoff: &mut Duration) -> Duration {
     let now = *backoff;
     *backoff = (*backoff * 2).min(BACKOFF_MAX);
     now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 16 item 11: after a failed round the loop backed off up to 300 s and the local
+    /// addresses, renewed only in rounds, expired. The back-off may bring a turn forward,
+    /// never push a renewal back.
+    #[test]
+    fn a_back_off_never_pushes_a_renewal_back() {
+        let ms = Duration::from_millis;
+        let renew = renewal_wait(None);
+        let cases = [
+            ("at rest", renew, None, renew),
+            ("a retry due later", renew, Some(BACKOFF_MAX), renew),
+            ("a retry due sooner", renew, Some(BACKOFF_MIN), BACKOFF_MIN),
+            (
+                "a long lifetime still beats",
+                ms(55 * 3600 * 1000),
+                None,
+                MAX_IDLE,
+            ),
+        ];
+        for (name, renew_in, retry_in, want) in cases {
+            assert_eq!(next_wait(renew_in, retry_in), want, "{name}");
+        }
+        assert_eq!(renew, ms(500), "3 s lifetime: a look every 500 ms");
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ferrolb_api::LBNodeAgent;
+use ferrolb_api::check::agent_durations;
 use ferrolb_api::contracts::lease;
 use k8s_openapi::api::coordination::v1::Lease;
 
@@ -18,7 +19,7 @@ use super::election::Election;
 use crate::apply::{Applied, Outcome, apply};
 use crate::conflict::rules::{Mac, parse_mac};
 use crate::decide::{
-    AddressKind, Change, DesiredAddress, Observed, agent_config, blocked, desired, diff,
+    AddressKind, Change, DesiredAddress, Observed, Retries, agent_config, blocked, desired, diff,
     gossip_addr, gossip_published, lease_annotations, node_subnets, owned_local_addresses,
 };
 use crate::observe::{groups, kernel_facts};
@@ -31,34 +32,31 @@ pub type Held = Arc<RwLock<BTreeSet<(String, IpAddr)>>>;
 
 /// What a round leaves for the loop.
 pub struct Round {
-    /// Some change failed: retry with back-off.
-    pub failed: bool,
+    /// What kept this round from applying everything (a change failed or is still backing
+    /// off); `None` when it applied all it wanted.
+    pub problem: Option<String>,
+    /// When the next held-back change may be tried again.
+    pub next_retry: Option<Instant>,
     pub config: AgentConfig,
 }
 
-/// One round. `last_config` is used when the LBNodeAgents do not parse (the last good one
-/// stays in force); with none yet, the round fails.
+/// One round. `last_config` stays in force while the LBNodeAgent it came from does not parse;
+/// `retries` holds back changes that failed recently (never renewals).
 pub async fn reconcile(
     ctx: &Context,
     election: &mut Election,
     lifecycle: Lifecycle,
     last_config: Option<&AgentConfig>,
+    retries: &mut Retries,
 ) -> Result<Round> {
     let started = Instant::now();
     let kernel = kernel_facts(&ctx.netlink)
         .await
         .inspect_err(|_| ctx.metrics.netlink_error())?;
     let cluster = ctx.stores.cluster(&ctx.node);
-    let config = match agent_config(&cluster.agents, &cluster.node) {
-        Ok(config) => config,
-        Err(e) => match last_config {
-            Some(last) => {
-                warn!(error = %e, "LBNodeAgent does not parse; keeping the last good settings");
-                last.clone()
-            }
-            None => return Err(e),
-        },
-    };
+    let selection = agent_config(&cluster.agents, &cluster.node, last_config);
+    super::report_rejected(ctx, &selection.rejected);
+    let config = selection.config;
     let conflict_probe = conflict_probe(&cluster.agents, &config);
     let snapshot = Snapshot {
         node: cluster.node,
@@ -108,7 +106,10 @@ pub async fn reconcile(
         );
     }
     let observed = Observed::from_kernel(&snapshot.kernel);
-    let changes = diff(&want, &observed);
+    let (changes, held_back) = retries.due(diff(&want, &observed), Instant::now());
+    for change in &held_back {
+        debug!(change = %change, "failed recently; retried after its back-off");
+    }
     for skip in &want.skipped {
         debug!(service = skip.service, address = %skip.address, why = ?skip.why, "not on this node");
     }
@@ -122,15 +123,27 @@ pub async fn reconcile(
                "someone else's copy of this address is on the interface; left alone");
     }
     let report = apply(&ctx.netlink, &changes).await;
+    let applied_at = Instant::now();
+    for applied in &report {
+        retries.record(&applied.change, applied.failed(), applied_at);
+    }
 
-    let failed: BTreeSet<(String, IpAddr)> = report
+    let not_done = report
         .iter()
         .filter(|a| a.failed())
-        .filter_map(|a| match &a.change {
+        .map(|a| &a.change)
+        .chain(&held_back);
+    let failed: BTreeSet<(String, IpAddr)> = not_done
+        .clone()
+        .filter_map(|c| match c {
             Change::Add(d) | Change::Renew(d) => Some((d.interface.clone(), d.address)),
             _ => None,
         })
         .collect();
+    let problem = not_done
+        .map(ToString::to_string)
+        .reduce(|a, b| format!("{a}, {b}"))
+        .map(|list| format!("not applied: {list}"));
     let held: BTreeSet<(String, IpAddr)> = want
         .addresses
         .values()
@@ -161,7 +174,8 @@ pub async fn reconcile(
     ctx.metrics.held(&want);
     ctx.metrics.reconciled(started.elapsed().as_secs_f64());
     Ok(Round {
-        failed: report.iter().any(Applied::failed),
+        problem,
+        next_retry: retries.next_due(),
         config: snapshot.config,
     })
 }
@@ -231,7 +245,7 @@ fn announce(
 }
 
 /// `conflictProbe` of the LBNodeAgent in force (the CRD's default, 1 s, when there is none or
-/// it does not parse).
+/// it does not parse within its bounds).
 fn conflict_probe(agents: &[LBNodeAgent], config: &AgentConfig) -> Duration {
     config
         .source
@@ -241,8 +255,8 @@ fn conflict_probe(agents: &[LBNodeAgent], config: &AgentConfig) -> Duration {
                 .iter()
                 .find(|a| a.metadata.name.as_deref() == Some(name))
         })
-        .and_then(|a| ferrolb_api::duration::parse(&a.spec.conflict_probe).ok())
-        .unwrap_or(Duration::from_secs(1))
+        .and_then(|a| agent_durations(&a.spec).ok())
+        .map_or(Duration::from_secs(1), |d| d.conflict_probe)
 }
 
 /// Every agent's LAN MAC: what gossip shows (`gossip`, as (mac, node)) and what the per-node
