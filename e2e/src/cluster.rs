@@ -26,7 +26,7 @@ pub use config::{CLUSTER_CIDRS, NodePlan, ProxyMode, pod_cidr_v4, pod_cidr_v6};
 use crate::controlplane::{ControlPlane, Options};
 use crate::env;
 use crate::process::{Process, tied};
-use crate::topology::{self, Topology};
+use crate::topology::{self, Frr, Topology, TorConfig};
 
 /// The images the cluster runs, as `e2e/images/build.sh` names them.
 #[derive(Debug, Clone)]
@@ -126,6 +126,8 @@ pub struct Cluster {
     scheduler: Option<Process>,
     images: Images,
     cp: ControlPlane,
+    /// FRR on the ToR, peering with every node over BGP (IPv4 and IPv6) with BFD.
+    tor: Option<Frr>,
     topo: Topology,
 }
 
@@ -229,6 +231,7 @@ impl Cluster {
             scheduler: None,
             images,
             cp,
+            tor: None,
             topo,
         };
         let peers: Vec<_> = cluster
@@ -284,6 +287,7 @@ impl Cluster {
             ]),
             &cluster.cp.dir().join("kube-scheduler.log"),
         )?);
+        cluster.tor = Some(cluster.topo.run_frr(&TorConfig::for_nodes(&cluster.topo))?);
         cluster.wait_nodes_ready(Duration::from_secs(180)).await?;
         eprintln!(
             "cluster: {} nodes Ready in {:.1} s (kube-proxy {:?})",
@@ -299,6 +303,12 @@ impl Cluster {
     }
     pub fn topo(&self) -> &Topology {
         &self.topo
+    }
+    /// The ToR's FRR: peers are the nodes' LAN addresses, AS [`topology::NODE_ASN`].
+    pub fn tor(&self) -> &Frr {
+        self.tor
+            .as_ref()
+            .expect("the cluster starts FRR on its ToR")
     }
     pub fn images(&self) -> &Images {
         &self.images

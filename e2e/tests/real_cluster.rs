@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use ferrolb_e2e::cluster::Cluster;
+use ferrolb_e2e::topology;
 
 /// Runs `kubectl` and panics with its output when it fails.
 fn kubectl(c: &Cluster, args: &[&str]) -> String {
@@ -148,6 +149,262 @@ fn real_nodes_run_pods_from_the_locally_built_images_on_every_node() {
                     )
                 });
             assert!(out.contains("pod=app-"), "{url}: {out}");
+        }
+    }
+}
+
+/// `kubectl get <what> -o jsonpath=<path>`: the text, or the error output.
+fn jsonpath(c: &Cluster, args: &[&str], path: &str) -> Result<String, String> {
+    let mut argv: Vec<&str> = vec!["get"];
+    argv.extend_from_slice(args);
+    let p = format!("jsonpath={path}");
+    argv.extend_from_slice(&["-o", &p]);
+    match c.kubectl(&argv) {
+        (true, out) => Ok(out),
+        (false, out) => Err(out),
+    }
+}
+
+/// Installs the chart as the install docs say (namespace labelled for the agent's host
+/// network), with the locally built images; once per test binary.
+fn install_chart(c: &Cluster) {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        kubectl(
+            c,
+            &[
+                "label",
+                "namespace",
+                "ferrolb-system",
+                "pod-security.kubernetes.io/enforce=privileged",
+                "--overwrite",
+            ],
+        );
+        let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/helm/ferrolb");
+        let mut args: Vec<String> = vec![
+            "install".into(),
+            "ferrolb".into(),
+            chart.into(),
+            "-n".into(),
+            "ferrolb-system".into(),
+        ];
+        for v in c.chart_image_values() {
+            args.extend(["--set".into(), v]);
+        }
+        // BGP to the ToR, on both families, with BFD.
+        args.extend([
+            "--set-json".into(),
+            format!(
+                r#"birdSidecar.values={{"localASN":{},"peers":[{{"address":"192.0.2.1","asn":{},"bfd":true}},{{"address":"2001:db8:1::1","asn":{},"bfd":true}}]}}"#,
+                topology::NODE_ASN,
+                topology::TOR_ASN,
+                topology::TOR_ASN
+            ),
+        ]);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out) = c.helm(&argv);
+        assert!(ok, "helm install failed:\n{out}");
+        let nodes = c.node_names().len().to_string();
+        wait(
+            "the agent DaemonSet Ready on every node and both allocators Ready",
+            Duration::from_secs(240),
+            || {
+                let agents = jsonpath(
+                    c,
+                    &["daemonset", "-n", "ferrolb-system", "ferrolb-agent"],
+                    "{.status.numberReady}",
+                )?;
+                let allocators = jsonpath(
+                    c,
+                    &["deployment", "-n", "ferrolb-system", "ferrolb-allocator"],
+                    "{.status.readyReplicas}",
+                )?;
+                if agents == nodes && allocators == "2" {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "agents ready {agents:?}, allocators ready {allocators:?}\n{}",
+                        c.kubectl(&["get", "pods", "-A", "-o", "wide"]).1
+                    ))
+                }
+            },
+        );
+    });
+}
+
+fn lb_service_yaml(ns: &str, name: &str, group: &str, policy: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {ns}
+  annotations:
+    ferrolb.io/service-group: {group}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: RequireDualStack
+  externalTrafficPolicy: {policy}
+  selector: {{ app: app }}
+  ports:
+  - {{ name: http, port: 80, targetPort: 8080 }}
+"#
+    )
+}
+
+const LOCAL_GROUP: &str = r#"apiVersion: ferrolb.io/v1
+kind: ServiceGroup
+metadata:
+  name: lan
+spec:
+  local:
+    v4pools:
+    - { subnet: 192.0.2.0/24, pool: 192.0.2.100-192.0.2.109 }
+    v6pools:
+    - { subnet: "2001:db8:1::/64", pool: "2001:db8:1::100-2001:db8:1::10f" }
+"#;
+
+fn url(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("http://[{ip}]/cgi-bin/index.cgi")
+    } else {
+        format!("http://{ip}/cgi-bin/index.cgi")
+    }
+}
+
+/// The Service's load-balancer addresses, once it has one per family.
+fn wait_ingress(c: &Cluster, ns: &str, name: &str) -> Vec<String> {
+    wait(
+        &format!("two load-balancer addresses on {ns}/{name}"),
+        Duration::from_secs(120),
+        || {
+            let ips = jsonpath(
+                c,
+                &["service", "-n", ns, name],
+                "{.status.loadBalancer.ingress[*].ip}",
+            )?;
+            let ips: Vec<String> = ips.split_whitespace().map(str::to_string).collect();
+            if ips.len() == 2 {
+                Ok(ips)
+            } else {
+                Err(format!(
+                    "{ips:?}\n{}",
+                    c.kubectl(&["describe", "service", "-n", ns, name]).1
+                ))
+            }
+        },
+    )
+}
+
+/// One HTTP GET from the client behind the ToR.
+fn get_from_client(c: &Cluster, ip: &str) -> Result<String, String> {
+    let topo = c.topo();
+    let client = topo.client_ns().expect("the cluster has a client");
+    topo.run(client, &["curl", "-sS", "-m", "3", &url(ip)])
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn helm_installed_ferrolb_serves_local_addresses_through_kube_proxy_to_real_pods() {
+    let Some(c) = Cluster::shared() else { return };
+    install_chart(c);
+    let ns = "rc-local";
+    kubectl_apply(c, &app_yaml(ns, &c.images().app));
+    kubectl_apply(c, LOCAL_GROUP);
+    kubectl_apply(c, &lb_service_yaml(ns, "cluster", "lan", "Cluster"));
+    kubectl_apply(c, &lb_service_yaml(ns, "local", "lan", "Local"));
+    for svc in ["cluster", "local"] {
+        for ip in wait_ingress(c, ns, svc) {
+            let body = wait(
+                &format!("HTTP through {svc} {ip} from the client"),
+                Duration::from_secs(60),
+                || {
+                    get_from_client(c, &ip).and_then(|b| {
+                        if b.contains("pod=app-") {
+                            Ok(b)
+                        } else {
+                            Err(b)
+                        }
+                    })
+                },
+            );
+            if svc == "local" {
+                // externalTrafficPolicy Local: no SNAT, the pod sees the client itself.
+                let client = if ip.contains(':') {
+                    "2001:db8:2::10"
+                } else {
+                    "198.51.100.10"
+                };
+                // (busybox httpd listens on IPv6 and shows an IPv4 client v4-mapped.)
+                let seen = body
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("client="))
+                    .unwrap_or_default();
+                assert!(
+                    seen.trim_matches(['[', ']']).trim_start_matches("::ffff:") == client,
+                    "{svc} {ip}: the pod saw {seen}, not the client {client}: {body}"
+                );
+            }
+        }
+    }
+}
+
+const VIRTUAL_GROUP: &str = r#"apiVersion: ferrolb.io/v1
+kind: ServiceGroup
+metadata:
+  name: routed
+spec:
+  virtual:
+    v4pools:
+    - { subnet: 203.0.113.0/24, pool: 203.0.113.10-203.0.113.19, aggregation: /32 }
+    v6pools:
+    - { subnet: "2001:db8:5::/64", pool: "2001:db8:5::10-2001:db8:5::1f", aggregation: /128 }
+"#;
+
+#[test]
+fn helm_installed_ferrolb_routes_virtual_addresses_over_bgp_to_real_pods() {
+    let Some(c) = Cluster::shared() else { return };
+    install_chart(c);
+    let ns = "rc-virtual";
+    kubectl_apply(c, &app_yaml(ns, &c.images().app));
+    kubectl_apply(c, VIRTUAL_GROUP);
+    kubectl_apply(c, &lb_service_yaml(ns, "cluster", "routed", "Cluster"));
+    kubectl_apply(c, &lb_service_yaml(ns, "local", "routed", "Local"));
+    let nodes = c.node_names().len();
+    for svc in ["cluster", "local"] {
+        for ip in wait_ingress(c, ns, svc) {
+            let prefix = if ip.contains(':') {
+                format!("{ip}/128")
+            } else {
+                format!("{ip}/32")
+            };
+            // Every node has a ready endpoint, so every node carries the address: ECMP at the ToR.
+            wait(
+                &format!("the ToR's route to {prefix} over {nodes} nodes"),
+                Duration::from_secs(90),
+                || {
+                    let hops = c.tor().route_nexthops(&prefix).map_err(|e| e.to_string())?;
+                    if hops.len() == nodes {
+                        Ok(())
+                    } else {
+                        Err(format!("{hops:?}"))
+                    }
+                },
+            );
+            let body = wait(
+                &format!("HTTP through {svc} {ip} from the client"),
+                Duration::from_secs(60),
+                || {
+                    get_from_client(c, &ip).and_then(|b| {
+                        if b.contains("pod=app-") {
+                            Ok(b)
+                        } else {
+                            Err(b)
+                        }
+                    })
+                },
+            );
+            eprintln!("{svc} {ip}: {}", body.trim());
         }
     }
 }
