@@ -408,3 +408,248 @@ fn helm_installed_ferrolb_routes_virtual_addresses_over_bgp_to_real_pods() {
         }
     }
 }
+
+/// One request of a [`Probe`]: when it was sent, whether it got the app's page.
+#[derive(Debug, Clone)]
+struct Sample {
+    at: Duration,
+    ok: bool,
+    /// Nodes whose LAN interface held the address at that moment (local addresses only).
+    holders: Vec<String>,
+}
+
+/// A bounded request loop from the client against one address, sampling also which node
+/// namespaces hold the address on their LAN interface.
+struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Vec<Sample>>>,
+}
+
+impl Probe {
+    fn start(c: &'static Cluster, ip: String, sample_holders: bool) -> Probe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut samples = Vec::new();
+            // Bounded: at most 10 minutes of requests, whatever the caller does.
+            while !flag.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(600)
+            {
+                let at = started.elapsed();
+                let ok = get_from_client(c, &ip).is_ok_and(|b| b.contains("pod=app-"));
+                let holders = if sample_holders {
+                    holders_of(c, &ip)
+                } else {
+                    Vec::new()
+                };
+                samples.push(Sample { at, ok, holders });
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        });
+        Probe {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> Vec<Sample> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("the probe thread does not panic")
+    }
+}
+
+/// Node namespaces whose LAN interface holds `ip`.
+fn holders_of(c: &Cluster, ip: &str) -> Vec<String> {
+    let topo = c.topo();
+    topo.nodes()
+        .iter()
+        .filter(|n| {
+            topo.run(
+                n.ns_name(),
+                &["ip", "-o", "addr", "show", "dev", "eth0", "to", ip],
+            )
+            .is_ok_and(|o| !o.trim().is_empty())
+        })
+        .map(|n| n.ns_name().to_string())
+        .collect()
+}
+
+/// (failed requests, longest time without an answered request).
+fn outage(samples: &[Sample]) -> (usize, Duration) {
+    let failed = samples.iter().filter(|s| !s.ok).count();
+    let mut longest = Duration::ZERO;
+    let mut last_ok: Option<Duration> = None;
+    let mut first_fail: Option<Duration> = None;
+    for s in samples {
+        if s.ok {
+            if let Some(f) = first_fail.take() {
+                longest = longest.max(s.at - last_ok.unwrap_or(f));
+            }
+            last_ok = Some(s.at);
+        } else if first_fail.is_none() {
+            first_fail = Some(s.at);
+        }
+    }
+    if let Some(f) = first_fail {
+        let end = samples.last().map_or(f, |s| s.at);
+        longest = longest.max(end - last_ok.unwrap_or(f));
+    }
+    (failed, longest)
+}
+
+fn assert_never_two_holders(what: &str, samples: &[Sample]) {
+    if let Some(s) = samples.iter().find(|s| s.holders.len() > 1) {
+        panic!("{what}: held by {:?} at once, {:?} in", s.holders, s.at);
+    }
+}
+
+/// The agent pod on `node`.
+fn agent_pod_on(c: &Cluster, node: &str) -> String {
+    jsonpath(
+        c,
+        &[
+            "pods",
+            "-n",
+            "ferrolb-system",
+            "-l",
+            "app.kubernetes.io/component=agent",
+            "--field-selector",
+            &format!("spec.nodeName={node}"),
+        ],
+        "{.items[0].metadata.name}",
+    )
+    .expect("the agent pod is listed")
+}
+
+fn wait_agents_ready(c: &Cluster) {
+    let nodes = c.node_names().len().to_string();
+    wait(
+        "every agent pod updated and Ready",
+        Duration::from_secs(300),
+        || {
+            let ready = jsonpath(
+                c,
+                &["daemonset", "-n", "ferrolb-system", "ferrolb-agent"],
+                "{.status.numberReady} {.status.updatedNumberScheduled}",
+            )?;
+            if ready == format!("{nodes} {nodes}") {
+                Ok(())
+            } else {
+                Err(ready)
+            }
+        },
+    );
+}
+
+#[test]
+fn failures_as_they_happen_in_clusters_move_addresses_without_two_holders() {
+    let Some(c) = Cluster::shared() else { return };
+    install_chart(c);
+    let ns = "rc-fail";
+    kubectl_apply(c, &app_yaml(ns, &c.images().app));
+    kubectl_apply(c, LOCAL_GROUP);
+    kubectl_apply(c, VIRTUAL_GROUP);
+    kubectl_apply(c, &lb_service_yaml(ns, "local", "lan", "Cluster"));
+    kubectl_apply(c, &lb_service_yaml(ns, "routed", "routed", "Cluster"));
+    let local: Vec<String> = wait_ingress(c, ns, "local");
+    let routed: Vec<String> = wait_ingress(c, ns, "routed");
+    let local_v4 = local
+        .iter()
+        .find(|ip| !ip.contains(':'))
+        .cloned()
+        .expect("v4");
+    let routed_v4 = routed
+        .iter()
+        .find(|ip| !ip.contains(':'))
+        .cloned()
+        .expect("v4");
+    for ip in [&local_v4, &routed_v4] {
+        wait(&format!("{ip} answering"), Duration::from_secs(90), || {
+            get_from_client(c, ip)
+        });
+    }
+    let holder = wait(
+        "one holder of the local address",
+        Duration::from_secs(30),
+        || match holders_of(c, &local_v4).as_slice() {
+            [one] => Ok(one.clone()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+
+    // 1. The holder's agent pod is deleted; the DaemonSet makes a new one.
+    let probe = Probe::start(c, local_v4.clone(), true);
+    kubectl(
+        c,
+        &[
+            "delete",
+            "pod",
+            "-n",
+            "ferrolb-system",
+            &agent_pod_on(c, &holder),
+        ],
+    );
+    wait_agents_ready(c);
+    std::thread::sleep(Duration::from_secs(5));
+    let samples = probe.finish();
+    assert_never_two_holders("agent pod deleted", &samples);
+    let (failed, gap) = outage(&samples);
+    eprintln!(
+        "agent pod of the holder deleted: {failed} of {} requests to {local_v4} failed, longest gap {gap:?}",
+        samples.len()
+    );
+    assert!(
+        samples.last().is_some_and(|s| s.ok),
+        "served again at the end"
+    );
+    assert!(gap < Duration::from_secs(30), "gap {gap:?}");
+
+    // 2. A rolling restart of every agent: virtual addresses never fail (each node withdraws
+    //    its routes before its agent goes), local ones move with a bounded gap.
+    let probe_local = Probe::start(c, local_v4.clone(), true);
+    let probe_routed = Probe::start(c, routed_v4.clone(), false);
+    kubectl(
+        c,
+        &[
+            "rollout",
+            "restart",
+            "daemonset",
+            "-n",
+            "ferrolb-system",
+            "ferrolb-agent",
+        ],
+    );
+    wait("the rollout to start", Duration::from_secs(30), || {
+        let s = jsonpath(
+            c,
+            &["daemonset", "-n", "ferrolb-system", "ferrolb-agent"],
+            "{.status.updatedNumberScheduled}",
+        )?;
+        if s != c.node_names().len().to_string() {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    });
+    wait_agents_ready(c);
+    std::thread::sleep(Duration::from_secs(5));
+    let local_samples = probe_local.finish();
+    let routed_samples = probe_routed.finish();
+    assert_never_two_holders("rolling restart", &local_samples);
+    let (lf, lgap) = outage(&local_samples);
+    let (rf, rgap) = outage(&routed_samples);
+    eprintln!(
+        "rolling restart: local {local_v4}: {lf} of {} failed, longest gap {lgap:?}; \
+         virtual {routed_v4}: {rf} of {} failed, longest gap {rgap:?}",
+        local_samples.len(),
+        routed_samples.len()
+    );
+    assert_eq!(rf, 0, "virtual address failed during the rollout");
+    assert!(lgap < Duration::from_secs(30), "gap {lgap:?}");
+}
