@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferrolb_api::ServiceGroupStatus;
-use ferrolb_api::check::{GroupRef, Overlap, Problem, check_group, overlapping_groups};
+use ferrolb_api::check::{Overlap, ParsedPool, Problem, check_group, parse_pools};
 use ferrolb_api::pool::Family;
 use ferrolb_api::servicegroup::{FamilyCounts, FamilyStrings, condition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -26,6 +26,10 @@ pub struct GroupChecks {
 }
 
 impl GroupChecks {
+    /// Problems of each group, and overlaps with older groups that give out addresses: a group
+    /// that gives out none (invalid, overlapping itself, being deleted) blocks nobody. What
+    /// Services hold stays theirs either way: the book keeps every held address out of every
+    /// other group.
     pub fn of(groups: &[GroupView]) -> Self {
         let mut checks = GroupChecks::default();
         for g in groups {
@@ -34,18 +38,30 @@ impl GroupChecks {
                 checks.problems.insert(g.name.clone(), p);
             }
         }
-        let created: Vec<String> = groups.iter().map(|g| g.created.to_string()).collect();
-        let refs: Vec<GroupRef<'_>> = groups
-            .iter()
-            .zip(&created)
-            .map(|(g, c)| GroupRef {
-                name: &g.name,
-                created: c,
-                spec: &g.spec,
-            })
-            .collect();
-        for o in overlapping_groups(&refs) {
-            checks.overlaps.entry(o.newer.clone()).or_default().push(o);
+        let mut by_age: Vec<&GroupView> = groups.iter().collect();
+        by_age.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+        // The older groups that give out addresses, with their parsed pools.
+        let mut givers: Vec<(&GroupView, Vec<ParsedPool>)> = Vec::new();
+        for g in by_age {
+            let pools = parse_pools(&g.spec).0;
+            let mut found = Vec::new();
+            for (older, theirs) in &givers {
+                for a in &pools {
+                    if let Some(b) = theirs.iter().find(|b| a.range.overlaps(&b.range)) {
+                        found.push(Overlap {
+                            newer: g.name.clone(),
+                            older: older.name.clone(),
+                            field: format!("{}.pool", a.field),
+                            older_range: b.range,
+                        });
+                    }
+                }
+            }
+            if !found.is_empty() {
+                checks.overlaps.insert(g.name.clone(), found);
+            } else if !g.deleting && !checks.problems.contains_key(&g.name) {
+                givers.push((g, pools));
+            }
         }
         checks
     }
@@ -112,8 +128,10 @@ pub fn group_plan(
         usage.push((family, u.capacity, allocated));
         if !pools.is_empty() {
             usage_text.push(format!("{short} {allocated}/{}", u.capacity));
+            // Full by the state, whatever order a pass tried families in: pools with no
+            // allocatable address (say, one that is all block edges) are full too.
             let failed = exhausted.contains(&(g.name.clone(), family));
-            if failed || (u.capacity > 0 && u.allocated >= u.capacity) {
+            if failed || u.allocated >= u.capacity {
                 full.push(format!(
                     "{family} ({}/{} allocated)",
                     u.allocated, u.capacity
@@ -137,13 +155,15 @@ pub fn group_plan(
         .ipam
         .out_of_pool()
         .map(|a| {
-            let who: Vec<String> = gb
+            // Sorted: the book's order depends on whether a user joined in this pass.
+            let who: BTreeSet<String> = gb
                 .owners
                 .get(&a)
                 .into_iter()
                 .flatten()
                 .map(|o| o.key.to_string())
                 .collect();
+            let who: Vec<String> = who.into_iter().collect();
             format!("{a} ({})", who.join(", "))
         })
         .collect();

@@ -1,4 +1,5 @@
-//! One allocation pass: adopt what Services hold (oldest first), then allocate what is missing.
+//! One allocation pass: adopt what Services hold (oldest first, one holder per address
+//! cluster-wide), then allocate what is missing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -46,7 +47,19 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
         .map(|svc| {
             let group = choose_group(svc, &snap.groups).map(|g| g.name.clone());
             let families = match &group {
-                Ok(g) => families(svc, &book.groups[g].families, g),
+                Ok(g) => {
+                    // A family the Service holds from its group stays offered while the
+                    // group's pools of that family are gone or do not parse: a pool edit never
+                    // takes an address away.
+                    let mut offered = book.groups[g].families.clone();
+                    offered.extend(
+                        svc.ingress
+                            .iter()
+                            .filter(|a| origin(svc, **a, &book) == Some(g.as_str()))
+                            .map(|a| Family::of(*a)),
+                    );
+                    families(svc, &offered, g)
+                }
                 Err(e) => Err(e.clone()),
             };
             Work {
@@ -64,12 +77,11 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
             }
         })
         .collect();
+    let yielding = dropped_keys(&work);
     for w in &mut work {
-        adopt(w, &mut book);
+        adopt(w, &mut book, &yielding);
     }
-    for g in book.groups.values_mut() {
-        g.seal();
-    }
+    book.seal();
     let mut exhausted: BTreeSet<(String, Family)> = BTreeSet::new();
     for w in &mut work {
         allocate(w, &mut book, &mut exhausted);
@@ -95,23 +107,69 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
     Plan { services, groups }
 }
 
+/// The group an address a Service shows came from: the one it was allocated from, else the one
+/// whose pool has it.
+fn origin<'b>(svc: &SvcView, addr: IpAddr, book: &'b Book) -> Option<&'b str> {
+    match svc
+        .written
+        .get(ann::ALLOCATED_FROM)
+        .and_then(|g| book.groups.get_key_value(g))
+    {
+        Some((name, _)) => Some(name),
+        None => book.group_containing(addr),
+    }
+}
+
+/// Services showing an address that Services with a sharing key show too, while they carry no
+/// key: they dropped it (an edit), so they give the address up, not those still sharing it.
+/// Each with the others' keys, for the message.
+fn dropped_keys(work: &[Work<'_>]) -> BTreeMap<(String, IpAddr), Vec<String>> {
+    let mut shown: BTreeMap<IpAddr, Vec<&SvcView>> = BTreeMap::new();
+    for w in work {
+        for a in &w.svc.ingress {
+            shown.entry(*a).or_default().push(w.svc);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (addr, svcs) in shown {
+        let keyed: Vec<String> = svcs
+            .iter()
+            .filter(|s| s.sharing_key.is_some())
+            .map(|s| s.key.to_string())
+            .collect();
+        if keyed.is_empty() {
+            continue;
+        }
+        for s in svcs.iter().filter(|s| s.sharing_key.is_none()) {
+            out.insert((s.uid.clone(), addr), keyed.clone());
+        }
+    }
+    out
+}
+
 /// Keeps the addresses a Service already shows, where they still belong to it.
-fn adopt(w: &mut Work<'_>, book: &mut Book) {
+fn adopt(w: &mut Work<'_>, book: &mut Book, yielding: &BTreeMap<(String, IpAddr), Vec<String>>) {
     let keep: BTreeSet<Family> = match &w.families {
         Ok(f) => f.iter().copied().collect(),
         // Nothing new is possible, but nothing it has is taken away either.
         Err(_) => w.svc.ingress.iter().map(|a| Family::of(*a)).collect(),
     };
-    let from = w.svc.written.get(ann::ALLOCATED_FROM);
     for &addr in &w.svc.ingress {
         let family = Family::of(addr);
         if w.held.contains_key(&family) || !keep.contains(&family) {
             continue;
         }
-        let origin = from
-            .filter(|g| book.groups.contains_key(*g))
-            .map(String::as_str)
-            .or_else(|| book.group_containing(addr));
+        if let Some(others) = yielding.get(&(w.svc.uid.clone(), addr)) {
+            w.plan.problems.push(Note::warning(
+                reason::SHARING_CONFLICT,
+                format!(
+                    "{addr} is shared by {} under a ferrolb.io/allow-shared-ip key this Service no longer carries; this Service gets another address (put the key back to keep sharing)",
+                    others.join(", ")
+                ),
+            ));
+            continue;
+        }
+        let origin = origin(w.svc, addr, book);
         let target = match (&w.group, origin) {
             // The group changed: release here, allocate from the new one.
             (Ok(chosen), Some(o)) if o != chosen => continue,
@@ -122,7 +180,18 @@ fn adopt(w: &mut Work<'_>, book: &mut Book) {
         if w.held_group.as_ref().is_some_and(|g| *g != target) {
             continue;
         }
-        let Some(g) = book.groups.get_mut(&target) else {
+        // Oldest first across groups: an older Service of another group keeps it.
+        if let Some((other, holder)) = book.holder(addr).filter(|(g, _)| *g != target) {
+            w.plan.problems.push(Note::warning(
+                reason::SHARING_CONFLICT,
+                format!(
+                    "{addr} is also claimed by the older Service {} of ServiceGroup {other}, and an address is shared only within one group; this Service gets another address",
+                    holder.key
+                ),
+            ));
+            continue;
+        }
+        let Some(g) = book.groups.get(&target) else {
             continue;
         };
         if let Err(why) = g.join_check(addr, &w.owner) {
@@ -147,7 +216,7 @@ fn adopt(w: &mut Work<'_>, book: &mut Book) {
                 continue;
             }
         }
-        g.adopt(addr, w.owner.clone());
+        book.adopt(&target, addr, w.owner.clone());
         w.held.insert(family, addr);
         w.held_group = Some(target);
     }
@@ -157,7 +226,23 @@ fn adopt(w: &mut Work<'_>, book: &mut Book) {
 fn allocate(w: &mut Work<'_>, book: &mut Book, exhausted: &mut BTreeSet<(String, Family)>) {
     let svc = w.svc;
     let (gname, fams) = match (&w.group, &w.families) {
-        (Ok(g), Ok(f)) => (g.clone(), f.clone()),
+        (Ok(g), Ok(_)) => {
+            // Families again, from what the Service kept: one its group has no pool for is
+            // offered only while the Service still holds it (it may have given it up above).
+            let mut offered = book
+                .groups
+                .get(g)
+                .map(|b| b.families.clone())
+                .unwrap_or_default();
+            offered.extend(w.held.keys().copied());
+            match families(svc, &offered, g) {
+                Ok(f) => (g.clone(), f),
+                Err(e) => {
+                    fail(w, reason::ALLOCATION_FAILED, e);
+                    return;
+                }
+            }
+        }
         (Err(e), _) | (_, Err(e)) => {
             let msg = e.clone();
             fail(w, reason::ALLOCATION_FAILED, msg);
@@ -189,7 +274,7 @@ fn allocate(w: &mut Work<'_>, book: &mut Book, exhausted: &mut BTreeSet<(String,
     if todo.is_empty() {
         return;
     }
-    let Some(g) = book.groups.get_mut(&gname) else {
+    let Some(g) = book.groups.get(&gname) else {
         return;
     };
     if !g.usable {
@@ -202,33 +287,37 @@ fn allocate(w: &mut Work<'_>, book: &mut Book, exhausted: &mut BTreeSet<(String,
     let mut taken: Vec<IpAddr> = Vec::new();
     let mut failure: Option<(&'static str, String)> = None;
     for &family in &todo {
+        let bound = w.owner.sharing_key.as_ref().and_then(|k| {
+            book.groups
+                .get(&gname)
+                .and_then(|g| g.keys.get(&(k.clone(), family)).copied())
+        });
         let got = if let Some(&r) = req.addrs.get(&family) {
-            g.take(r, &w.owner).map(|()| r).map_err(|why| {
+            book.take(&gname, r, &w.owner).map(|()| r).map_err(|why| {
                 (
                     reason::REQUESTED_ADDRESS_UNAVAILABLE,
                     format!("requested address {r} is unavailable: {why}; request another address or free this one"),
                 )
             })
-        } else if let Some(bound) = w
-            .owner
-            .sharing_key
-            .as_ref()
-            .and_then(|k| g.keys.get(&(k.clone(), family)).copied())
-        {
-            g.take(bound, &w.owner).map(|()| bound).map_err(|why| {
+        } else if let Some(bound) = bound {
+            book.take(&gname, bound, &w.owner).map(|()| bound).map_err(|why| {
                 (
                     reason::SHARING_CONFLICT,
                     format!("the sharing key is bound to {bound}, which this Service cannot share: {why}; fix the ports, externalTrafficPolicy or selector, or use another key"),
                 )
             })
         } else {
-            g.allocate(family, &w.owner).map_err(|_| {
+            book.allocate(&gname, family, &w.owner).map_err(|_| {
                 exhausted.insert((gname.clone(), family));
+                let pools = book
+                    .groups
+                    .get(&gname)
+                    .map(|g| g.pools_text())
+                    .unwrap_or_default();
                 (
                     reason::ALLOCATION_FAILED,
                     format!(
-                        "no free {family} address in ServiceGroup {gname:?} ({}); add a range to the group or free an address",
-                        g.pools_text()
+                        "no free {family} address in ServiceGroup {gname:?} ({pools}); add a range to the group or free an address"
                     ),
                 )
             })
@@ -244,14 +333,14 @@ fn allocate(w: &mut Work<'_>, book: &mut Book, exhausted: &mut BTreeSet<(String,
     if let Some((why, msg)) = failure {
         // Never half done: give back what this pass took.
         for a in taken {
-            g.drop_owner(a, &w.owner.uid);
+            book.drop_owner(&gname, a, &w.owner.uid);
         }
         fail(w, why, msg);
         return;
     }
     for a in taken {
         if let Some(old) = w.held.insert(Family::of(a), a) {
-            g.drop_owner(old, &w.owner.uid);
+            book.drop_owner(&gname, old, &w.owner.uid);
         }
         w.plan.allocated.push(a);
         w.plan.news.push(allocated_note(a, &gname));

@@ -6,7 +6,9 @@
 //! runs plus a binary search over the configured ranges and reserved addresses; memory follows
 //! what is allocated, so a `/64` pool costs nothing up front. Addresses allocated outside the
 //! current pool (adopted at start, or left behind by a pool edit) are kept in a small set of their
-//! own: still allocated, never handed out, reported by [`Ipam::out_of_pool`].
+//! own: still allocated, never handed out, reported by [`Ipam::out_of_pool`]. Addresses that sit
+//! on an interface with an aggregation mask ([`Aggregate`]) skip the edges of every aggregation
+//! block, counted by arithmetic too.
 
 mod runs;
 mod space;
@@ -73,6 +75,17 @@ impl Pool {
         }
         Ok(())
     }
+}
+
+/// Addresses of `range` that go onto an interface with the mask `/prefix` (a virtual group's
+/// aggregation). In every aligned `/prefix` block, the network and broadcast addresses (IPv4) or
+/// the Subnet-Router anycast address (IPv6) are never handed out: Linux makes the first a
+/// broadcast route and the second an anycast address of every node carrying the block. Blocks of
+/// one or two addresses (IPv4 /31, /32; IPv6 /127, /128) have no such edges (RFC 3021, RFC 6164).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Aggregate {
+    pub range: AddrRange,
+    pub prefix: u8,
 }
 
 /// How much of one family of a pool is used.
@@ -175,16 +188,26 @@ pub struct Ipam {
     v4: Book,
     v6: Book,
     pool: Pool,
+    /// Kept across pool changes; see [`Ipam::set_aggregates`].
+    aggregates: Vec<Aggregate>,
 }
 
 impl Ipam {
     /// An IPAM with nothing allocated.
     pub fn new(pool: Pool) -> Result<Self> {
+        Self::with_aggregates(pool, Vec::new())
+    }
+
+    /// An IPAM with nothing allocated whose addresses skip the edges of `aggregates`' blocks.
+    /// Aggregates of the wrong family, reversed or with a prefix longer than the family's are
+    /// ignored: the group's own check reports them.
+    pub fn with_aggregates(pool: Pool, aggregates: Vec<Aggregate>) -> Result<Self> {
         pool.check()?;
         Ok(Self {
-            v4: Book::empty(space_of(&pool, Family::V4)),
-            v6: Book::empty(space_of(&pool, Family::V6)),
+            v4: Book::empty(space_of(&pool, &aggregates, Family::V4)),
+            v6: Book::empty(space_of(&pool, &aggregates, Family::V6)),
             pool,
+            aggregates,
         })
     }
 
@@ -200,7 +223,8 @@ impl Ipam {
 
     /// Replaces the whole state: the pool becomes `pool` and exactly `existing` is allocated
     /// (e.g. the addresses adopted from Services' status at start). Addresses outside the pool
-    /// are kept as allocated and reported; so are duplicates. On error nothing changes.
+    /// are kept as allocated and reported; so are duplicates. The aggregates stay. On error
+    /// nothing changes.
     pub fn rebuild(
         &mut self,
         pool: Pool,
@@ -209,8 +233,16 @@ impl Ipam {
         pool.check()?;
         let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = existing.into_iter().partition(|a| a.is_ipv4());
         let mut adoption = Adoption::default();
-        self.v4 = Book::adopt(space_of(&pool, Family::V4), &v4, &mut adoption);
-        self.v6 = Book::adopt(space_of(&pool, Family::V6), &v6, &mut adoption);
+        self.v4 = Book::adopt(
+            space_of(&pool, &self.aggregates, Family::V4),
+            &v4,
+            &mut adoption,
+        );
+        self.v6 = Book::adopt(
+            space_of(&pool, &self.aggregates, Family::V6),
+            &v6,
+            &mut adoption,
+        );
         self.pool = pool;
         Ok(adoption)
     }
@@ -220,16 +252,31 @@ impl Ipam {
     /// Costs O(n log n) in the allocations of a family whose ranges or exclusions changed.
     pub fn set_pool(&mut self, pool: Pool) -> Result<()> {
         pool.check()?;
+        self.relayout(&pool, &self.aggregates.clone());
+        self.pool = pool;
+        Ok(())
+    }
+
+    /// Changes the aggregates, keeping every allocation as [`Ipam::set_pool`] does.
+    pub fn set_aggregates(&mut self, aggregates: Vec<Aggregate>) {
+        let pool = self.pool.clone();
+        self.relayout(&pool, &aggregates);
+        self.aggregates = aggregates;
+    }
+
+    pub fn aggregates(&self) -> &[Aggregate] {
+        &self.aggregates
+    }
+
+    fn relayout(&mut self, pool: &Pool, aggregates: &[Aggregate]) {
         for family in [Family::V4, Family::V6] {
-            let space = space_of(&pool, family);
+            let space = space_of(pool, aggregates, family);
             let book = self.book_mut(family);
             if book.space != space {
                 let allocated: Vec<IpAddr> = book.allocated().collect();
                 *book = Book::adopt(space, &allocated, &mut Adoption::default());
             }
         }
-        self.pool = pool;
-        Ok(())
     }
 
     /// The pool as last given to [`Ipam::new`], [`Ipam::rebuild`] or [`Ipam::set_pool`].
@@ -328,11 +375,12 @@ impl Ipam {
     }
 }
 
-fn space_of(pool: &Pool, family: Family) -> Space {
+fn space_of(pool: &Pool, aggregates: &[Aggregate], family: Family) -> Space {
     Space::new(
         family,
         pool.ranges(family),
         pool.avoid_buggy_ips,
         &pool.reserved,
+        aggregates,
     )
 }

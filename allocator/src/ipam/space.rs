@@ -1,14 +1,18 @@
 //! The allocatable addresses of one family as a dense index space: rank and select by arithmetic.
 //!
-//! A pool is normalised to sorted, disjoint ranges. Its allocatable addresses (the ranges less
+//! A pool is normalised to sorted, disjoint segments. Its allocatable addresses (the ranges less
 //! the exclusions) are numbered 0, 1, 2, ... in address order; [`Space::rank`] maps an address to
-//! its index and [`Space::select`] maps back. Both cost a binary search over the ranges and the
+//! its index and [`Space::select`] maps back. Both cost a binary search over the segments and the
 //! reserved addresses, never a walk over addresses, so allocation state can be kept as runs of
-//! indices where exclusions leave no holes.
+//! indices where exclusions leave no holes. Periodic exclusions (the edges of every aggregation
+//! block, `avoidBuggyIPs`) are counted by arithmetic per segment, so a `/64` cut into `/120`
+//! aggregates costs as little as one without.
 
 use std::net::IpAddr;
 
 use ferrolb_api::pool::{AddrRange, Family, from_u128, to_u128};
+
+use super::Aggregate;
 
 /// Why an address of the right family is not allocatable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +21,9 @@ pub enum Outside {
     NoRange,
     /// An IPv4 address ending in `.0` or `.255` while `avoidBuggyIPs` is on.
     Buggy,
+    /// The network or broadcast address (IPv4) or the Subnet-Router anycast address (IPv6) of
+    /// its aggregation block: the kernel of every node that carries the block treats it as such.
+    BlockEdge,
     /// One of the pool's reserved addresses (e.g. a local subnet's network or broadcast address).
     Reserved,
 }
@@ -26,21 +33,108 @@ impl std::fmt::Display for Outside {
         f.write_str(match self {
             Outside::NoRange => "it is in no range of the pool",
             Outside::Buggy => "it ends in .0 or .255 and the pool avoids buggy IPs",
+            Outside::BlockEdge => {
+                "it is the network or broadcast (IPv6: Subnet-Router anycast) address of its aggregation block"
+            }
             Outside::Reserved => "it is reserved (e.g. a subnet's network or broadcast address)",
         })
     }
 }
 
+/// Addresses skipped in every aligned block of `2^bits` addresses: the first, and for IPv4 the
+/// last too. `bits == 0` skips nothing; otherwise `2 <= bits <= 127`, so that a block keeps at
+/// least one address and its size fits a u128.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Edges {
+    bits: u8,
+    last_too: bool,
+}
+
+impl Edges {
+    pub(crate) const NONE: Edges = Edges {
+        bits: 0,
+        last_too: false,
+    };
+
+    /// The edges of blocks of `2^bits` addresses of `family`; none for blocks of one or two
+    /// addresses (IPv4 /31 and /32, RFC 3021; IPv6 /127 and /128, RFC 6164).
+    pub(crate) fn of_blocks(family: Family, bits: u8) -> Self {
+        if (2..=127).contains(&bits) {
+            Edges {
+                bits,
+                last_too: family == Family::V4,
+            }
+        } else {
+            Edges::NONE
+        }
+    }
+
+    /// The union of two patterns of one family: the smaller blocks' edges include the larger
+    /// ones' (the first and last address of an aligned block are those of an aligned sub-block).
+    fn union(self, other: Edges) -> Edges {
+        match (self.bits, other.bits) {
+            (0, _) => other,
+            (_, 0) => self,
+            (a, b) if a <= b => self,
+            _ => other,
+        }
+    }
+
+    fn mask(self) -> u128 {
+        (1u128 << self.bits) - 1
+    }
+
+    /// Kept addresses per block.
+    fn per_block(self) -> u128 {
+        self.mask() - u128::from(self.last_too)
+    }
+
+    pub(crate) fn skips(self, x: u128) -> bool {
+        if self.bits == 0 {
+            return false;
+        }
+        let low = x & self.mask();
+        low == 0 || (self.last_too && low == self.mask())
+    }
+
+    /// Kept addresses below `x`.
+    pub(crate) fn kept_below(self, x: u128) -> u128 {
+        if self.bits == 0 {
+            return x;
+        }
+        let per = self.per_block();
+        (x >> self.bits) * per + (x & self.mask()).saturating_sub(1).min(per)
+    }
+
+    /// The inverse of [`Edges::kept_below`]: the `t`-th (0-based) kept address.
+    pub(crate) fn nth_kept(self, t: u128) -> u128 {
+        if self.bits == 0 {
+            return t;
+        }
+        let per = self.per_block();
+        ((t / per) << self.bits) + 1 + t % per
+    }
+}
+
+/// Part of a range where one pattern of edges applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Segment {
+    start: u128,
+    end: u128,
+    /// Every address the pattern skips: aggregation block edges and buggy addresses.
+    skip: Edges,
+    /// The aggregation block edges alone, to say why an address is skipped.
+    blocks: Edges,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Space {
     family: Family,
-    /// Sorted, disjoint, non-touching inclusive ranges.
-    ranges: Vec<(u128, u128)>,
-    /// `raw_before[k]`: addresses of `ranges[..k]` that are not buggy (reserved ones counted).
+    /// Sorted, disjoint inclusive segments (ranges cut where an aggregate starts or ends).
+    segments: Vec<Segment>,
+    /// `raw_before[k]`: addresses of `segments[..k]` their edges keep (reserved ones counted).
     raw_before: Vec<u128>,
-    /// Skip IPv4 addresses ending in .0 and .255.
-    buggy: bool,
-    /// Reserved addresses inside a range and not already buggy, sorted, distinct.
+    /// Reserved addresses inside a segment and not already skipped, sorted, distinct.
     reserved: Vec<u128>,
     /// `gaps[j]`: allocatable addresses before `reserved[j]`, i.e. its raw rank minus `j`.
     gaps: Vec<u128>,
@@ -49,28 +143,19 @@ pub(crate) struct Space {
     last: Option<u128>,
 }
 
-/// IPv4 addresses below `x` that do not end in .0 or .255: 254 of every 256.
-fn not_buggy_below(x: u128) -> u128 {
-    (x / 256) * 254 + (x % 256).saturating_sub(1).min(254)
-}
-
-/// The inverse of [`not_buggy_below`]: the `t`-th (0-based) address not ending in .0 or .255.
-fn nth_not_buggy(t: u128) -> u128 {
-    (t / 254) * 256 + 1 + t % 254
-}
-
-fn is_buggy(x: u128) -> bool {
-    matches!(x & 0xff, 0 | 0xff)
-}
+/// IPv4 addresses ending in .0 and .255 are the edges of /24 blocks.
+const BUGGY_BITS: u8 = 8;
 
 impl Space {
-    /// `ranges` must all be of `family` and ordered (the caller checks). `reserved` may hold
-    /// addresses of any family and outside every range: those are ignored.
+    /// `ranges` must all be of `family` and ordered (the caller checks). `reserved` and
+    /// `aggregates` may hold entries of any family and outside every range: those are ignored,
+    /// and so are reversed aggregates.
     pub(crate) fn new(
         family: Family,
         ranges: &[AddrRange],
         avoid_buggy_ips: bool,
         reserved: &[IpAddr],
+        aggregates: &[Aggregate],
     ) -> Self {
         let mut sorted: Vec<(u128, u128)> = ranges
             .iter()
@@ -87,42 +172,104 @@ impl Space {
                 _ => merged.push((start, end)),
             }
         }
+
+        let buggy = avoid_buggy_ips && family == Family::V4;
+        let mut reserved: Vec<u128> = reserved
+            .iter()
+            .filter(|a| Family::of(**a) == family)
+            .map(|a| to_u128(*a))
+            .collect();
+        // (start, end, edges) of every aggregate of this family.
+        let mut blocks: Vec<(u128, u128, Edges)> = Vec::new();
+        for a in aggregates {
+            let (start, end) = (to_u128(a.range.start), to_u128(a.range.end));
+            if a.range.family() != family || !a.range.is_ordered() || a.prefix > family.bits() {
+                continue;
+            }
+            let bits = family.bits() - a.prefix;
+            if bits == 128 {
+                // `::/0` as one block: its only edge is `::`.
+                reserved.push(0);
+                continue;
+            }
+            let edges = Edges::of_blocks(family, bits);
+            if edges != Edges::NONE {
+                blocks.push((start, end, edges));
+            }
+        }
+        let mut cuts: Vec<u128> = blocks
+            .iter()
+            .flat_map(|&(start, end, _)| [Some(start), end.checked_add(1)])
+            .flatten()
+            .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+
+        let buggy_edges = if buggy {
+            Edges::of_blocks(family, BUGGY_BITS)
+        } else {
+            Edges::NONE
+        };
+        let mut segments = Vec::with_capacity(merged.len() + cuts.len());
+        for (start, end) in merged {
+            let inside = cuts.partition_point(|&c| c <= start)..cuts.partition_point(|&c| c <= end);
+            let mut from = start;
+            for &c in &cuts[inside] {
+                segments.push((from, c - 1));
+                from = c;
+            }
+            segments.push((from, end));
+        }
+        let segments: Vec<Segment> = segments
+            .into_iter()
+            .map(|(start, end)| {
+                // A segment lies wholly inside or outside each aggregate.
+                let blocks = blocks
+                    .iter()
+                    .filter(|&&(s, e, _)| s <= start && start <= e)
+                    .fold(Edges::NONE, |acc, &(_, _, edges)| acc.union(edges));
+                Segment {
+                    start,
+                    end,
+                    skip: blocks.union(buggy_edges),
+                    blocks,
+                }
+            })
+            .collect();
+
         let mut space = Space {
             family,
-            ranges: merged,
+            segments,
             raw_before: Vec::new(),
-            buggy: avoid_buggy_ips && family == Family::V4,
             reserved: Vec::new(),
             gaps: Vec::new(),
             last: None,
         };
-
         let mut before = 0u128;
         let mut last_raw: Option<u128> = None;
-        for &(start, end) in &space.ranges {
+        for k in 0..space.segments.len() {
             space.raw_before.push(before);
-            if let Some(count_minus_one) = space.raw_count_minus_one(start, end) {
-                // Ranges are disjoint, so every prefix sum but the full one fits in a u128.
+            if let Some(count_minus_one) = space.raw_count_minus_one(space.segments[k]) {
+                // Segments are disjoint, so every prefix sum but the full one fits in a u128.
                 last_raw = Some(before + count_minus_one);
                 before = before.wrapping_add(count_minus_one).wrapping_add(1);
             }
         }
 
-        let mut kept: Vec<u128> = reserved
-            .iter()
-            .filter(|a| Family::of(**a) == family)
-            .map(|a| to_u128(*a))
-            .filter(|&a| space.range_of(a).is_some() && !(space.buggy && is_buggy(a)))
-            .collect();
-        kept.sort_unstable();
-        kept.dedup();
-        space.gaps = kept
+        reserved.retain(|&a| {
+            space
+                .segment_of(a)
+                .is_some_and(|k| !space.segments[k].skip.skips(a))
+        });
+        reserved.sort_unstable();
+        reserved.dedup();
+        space.gaps = reserved
             .iter()
             .enumerate()
             .map(|(j, &a)| space.raw_rank(a) - j as u128)
             .collect();
-        space.last = last_raw.and_then(|l| l.checked_sub(kept.len() as u128));
-        space.reserved = kept;
+        space.last = last_raw.and_then(|l| l.checked_sub(reserved.len() as u128));
+        space.reserved = reserved;
         space
     }
 
@@ -130,35 +277,35 @@ impl Space {
         self.family
     }
 
-    /// Allocatable addresses of a range less one, or `None` when it has none.
-    fn raw_count_minus_one(&self, start: u128, end: u128) -> Option<u128> {
-        if self.buggy {
-            (not_buggy_below(end + 1) - not_buggy_below(start)).checked_sub(1)
-        } else {
-            Some(end - start)
+    /// Addresses a segment keeps, less one, or `None` when it keeps none.
+    fn raw_count_minus_one(&self, s: Segment) -> Option<u128> {
+        if s.skip == Edges::NONE {
+            return Some(s.end - s.start);
         }
+        let through_end = s.skip.kept_below(s.end) + u128::from(!s.skip.skips(s.end));
+        (through_end - s.skip.kept_below(s.start)).checked_sub(1)
     }
 
-    fn not_buggy_below(&self, x: u128) -> u128 {
-        if self.buggy { not_buggy_below(x) } else { x }
-    }
-
-    fn range_of(&self, a: u128) -> Option<usize> {
-        let k = self.ranges.partition_point(|&(start, _)| start <= a);
+    fn segment_of(&self, a: u128) -> Option<usize> {
+        let k = self.segments.partition_point(|s| s.start <= a);
         let k = k.checked_sub(1)?;
-        (a <= self.ranges[k].1).then_some(k)
+        (a <= self.segments[k].end).then_some(k)
     }
 
-    /// Rank among the addresses of the ranges that are not buggy; `a` must be one of them.
+    /// Rank among the addresses the segments' edges keep; `a` must be one of them.
     fn raw_rank(&self, a: u128) -> u128 {
-        let k = self.range_of(a).expect("raw_rank of an address in a range");
-        self.raw_before[k] + (self.not_buggy_below(a) - self.not_buggy_below(self.ranges[k].0))
+        let k = self
+            .segment_of(a)
+            .expect("raw_rank of an address in a segment");
+        let s = self.segments[k];
+        self.raw_before[k] + (s.skip.kept_below(a) - s.skip.kept_below(s.start))
     }
 
     fn raw_select(&self, raw: u128) -> u128 {
         let k = self.raw_before.partition_point(|&b| b <= raw) - 1;
-        let t = self.not_buggy_below(self.ranges[k].0) + (raw - self.raw_before[k]);
-        if self.buggy { nth_not_buggy(t) } else { t }
+        let s = self.segments[k];
+        s.skip
+            .nth_kept(s.skip.kept_below(s.start) + (raw - self.raw_before[k]))
     }
 
     /// Why `addr` is not allocatable, or `None` when it is.
@@ -167,9 +314,13 @@ impl Space {
             return Some(Outside::NoRange);
         }
         let a = to_u128(addr);
-        if self.range_of(a).is_none() {
-            Some(Outside::NoRange)
-        } else if self.buggy && is_buggy(a) {
+        let Some(k) = self.segment_of(a) else {
+            return Some(Outside::NoRange);
+        };
+        let s = self.segments[k];
+        if s.blocks.skips(a) {
+            Some(Outside::BlockEdge)
+        } else if s.skip.skips(a) {
             Some(Outside::Buggy)
         } else if self.reserved.binary_search(&a).is_ok() {
             Some(Outside::Reserved)

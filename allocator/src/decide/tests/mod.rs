@@ -3,7 +3,9 @@
 
 mod allocation;
 mod announcing;
+mod cross_group;
 mod groups;
+mod model;
 mod pools;
 mod sharing;
 
@@ -126,6 +128,18 @@ impl G {
         let k = self.kind();
         if let Some(a) = self.0["spec"][k]["v6pools"].as_array_mut() {
             a.push(json!({ "subnet": subnet, "pool": pool }));
+        }
+        self
+    }
+    /// Sets `aggregation` on every pool listed so far (a virtual group's).
+    pub fn aggregation(mut self, a: &str) -> Self {
+        let k = self.kind();
+        for list in ["v4pools", "v6pools"] {
+            if let Some(pools) = self.0["spec"][k][list].as_array_mut() {
+                for p in pools {
+                    p["aggregation"] = a.into();
+                }
+            }
         }
         self
     }

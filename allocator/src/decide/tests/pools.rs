@@ -92,3 +92,76 @@ fn the_last_address_is_reused_and_a_new_range_serves_the_waiting() {
         Some("True")
     );
 }
+
+#[test]
+fn virtual_groups_skip_the_edges_of_their_aggregation_blocks() {
+    // Pool /26 in /28 blocks: .0, .15, .16, .31, ... are network or broadcast addresses on
+    // kube-lb0; IPv6 /124 blocks: each block's Subnet-Router anycast address.
+    let mut routed_g = group("routed")
+        .v4("203.0.113.0/24", "203.0.113.0/26")
+        .v6("2001:db8:5::/64", "2001:db8:5::/120")
+        .virtual_()
+        .aggregation("/28");
+    routed_g.0["spec"]["virtual"]["v6pools"][0]["aggregation"] = "/124".into();
+    let services: Vec<S> = (0..16)
+        .map(|i| {
+            svc(&format!("s{i:02}"))
+                .group("routed")
+                .dual("RequireDualStack")
+                .age(i)
+        })
+        .collect();
+    let mut w = World::new(&[routed_g.clone()], &services);
+    w.pass();
+    assert_eq!(w.ips("s13"), vec!["203.0.113.14", "2001:db8:5::e"]);
+    assert_eq!(w.ips("s14"), vec!["203.0.113.17", "2001:db8:5::f"]);
+    assert_eq!(w.ips("s15"), vec!["203.0.113.18", "2001:db8:5::11"]);
+    let status = w.snap.groups[0].status.clone().expect("a status");
+    let capacity = status.capacity.expect("capacity");
+    assert_eq!(
+        (capacity.ipv4.as_str(), capacity.ipv6.as_str()),
+        ("56", "240")
+    );
+
+    // Asking for an edge is refused with the reason.
+    w.edit(
+        svc("edge")
+            .group("routed")
+            .addresses("203.0.113.31")
+            .age(100),
+    );
+    let p = w.pass();
+    assert_eq!(
+        problems(&p, "edge"),
+        vec![reason::REQUESTED_ADDRESS_UNAVAILABLE]
+    );
+    let msg = &of(&p, "edge").problems[0].message;
+    assert!(msg.contains("aggregation block"), "{msg}");
+
+    // A Service that got an edge before (from an older version) keeps it: reported, not moved.
+    let old = svc("old")
+        .group("routed")
+        .ann(ferrolb_api::annotations::ALLOCATED_FROM, "routed")
+        .ingress(&["203.0.113.15"])
+        .age(200);
+    let mut w = World::new(&[routed_g], &[old]);
+    w.pass();
+    assert_eq!(w.ips("old"), vec!["203.0.113.15"]);
+    let (on, msg) = w
+        .condition("routed", "OutOfPoolAllocations")
+        .expect("condition");
+    assert_eq!(on, "True");
+    assert!(msg.contains("203.0.113.15 (ns/old)"), "{msg}");
+}
+
+#[test]
+fn local_groups_ignore_aggregation() {
+    // CEL refuses an aggregation on a local group; one that got through changes nothing.
+    let g = group("g")
+        .v4("192.0.2.0/24", "192.0.2.14-192.0.2.17")
+        .aggregation("/29");
+    let mut w = World::new(&[g], &[svc("a").group("g"), svc("b").group("g").age(1)]);
+    w.pass();
+    assert_eq!(w.ips("a"), vec!["192.0.2.14"]);
+    assert_eq!(w.ips("b"), vec!["192.0.2.15"]);
+}

@@ -11,11 +11,28 @@ fn space(family: Family, ranges: &[&str], buggy: bool, reserved: &[&str]) -> Spa
         .iter()
         .map(|a| a.parse().expect("test address"))
         .collect();
-    Space::new(family, &ranges, buggy, &reserved)
+    Space::new(family, &ranges, buggy, &reserved, &[])
+}
+
+/// A space whose ranges sit on an interface in blocks: `(range, prefix)` per aggregate.
+fn blocks(family: Family, ranges: &[&str], buggy: bool, aggregates: &[(&str, u8)]) -> Space {
+    let ranges: Vec<AddrRange> = ranges
+        .iter()
+        .map(|r| AddrRange::parse(r).expect("test range"))
+        .collect();
+    let aggregates: Vec<Aggregate> = aggregates
+        .iter()
+        .map(|&(r, prefix)| Aggregate {
+            range: AddrRange::parse(r).expect("test range"),
+            prefix,
+        })
+        .collect();
+    Space::new(family, &ranges, buggy, &[], &aggregates)
 }
 
 #[test]
-fn counts_buggy_addresses_by_arithmetic() {
+fn counts_block_edges_by_arithmetic() {
+    let buggy = Edges::of_blocks(Family::V4, 8);
     let cases: &[(&str, u128, u128)] = &[
         ("empty prefix", 0, 0),
         ("first .0 only", 1, 0),
@@ -25,12 +42,42 @@ fn counts_buggy_addresses_by_arithmetic() {
         ("all of IPv4", 1 << 32, (1 << 24) * 254),
     ];
     for (name, x, want) in cases {
-        assert_eq!(not_buggy_below(*x), *want, "{name}");
+        assert_eq!(buggy.kept_below(*x), *want, "{name}");
     }
-    for t in 0..2000 {
-        let a = nth_not_buggy(t);
-        assert!(!is_buggy(a), "{t} -> {a} is buggy");
-        assert_eq!(not_buggy_below(a), t, "{t}");
+    // Every pattern against enumeration: kept_below counts, nth_kept inverts it.
+    for (family, bits) in [
+        (Family::V4, 2),
+        (Family::V4, 4),
+        (Family::V4, 8),
+        (Family::V6, 2),
+        (Family::V6, 3),
+        (Family::V6, 8),
+    ] {
+        let e = Edges::of_blocks(family, bits);
+        let mut kept = 0u128;
+        for x in 0..2048u128 {
+            assert_eq!(e.kept_below(x), kept, "{family} /{bits}: below {x}");
+            if !e.skips(x) {
+                assert_eq!(e.nth_kept(kept), x, "{family} /{bits}: {kept}th");
+                kept += 1;
+            }
+        }
+    }
+    // The widest pattern still counts without overflow.
+    let half = Edges::of_blocks(Family::V6, 127);
+    assert_eq!(half.kept_below(u128::MAX), u128::MAX - 2);
+    assert!(half.skips(0) && half.skips(1 << 127) && !half.skips(u128::MAX));
+    for (family, bits) in [
+        (Family::V4, 0),
+        (Family::V4, 1),
+        (Family::V6, 1),
+        (Family::V6, 128),
+    ] {
+        assert_eq!(
+            Edges::of_blocks(family, bits),
+            Edges::NONE,
+            "{family} {bits}"
+        );
     }
 }
 
@@ -87,10 +134,59 @@ fn rank_and_select_are_inverse() {
                 &["255.255.255.254"],
             ),
         ),
+        (
+            "v4 blocks of 16",
+            blocks(
+                Family::V4,
+                &["203.0.113.0/26"],
+                false,
+                &[("203.0.113.0/26", 28)],
+            ),
+        ),
+        (
+            "v4 blocks, range starting mid-block, buggy too",
+            blocks(
+                Family::V4,
+                &["203.0.113.250-203.0.114.40"],
+                true,
+                &[("203.0.113.250-203.0.114.40", 27)],
+            ),
+        ),
+        (
+            "v4 blocks of 512 with buggy inside",
+            blocks(Family::V4, &["10.0.0.0/22"], true, &[("10.0.0.0/22", 23)]),
+        ),
+        (
+            "two pools, two aggregations, touching",
+            blocks(
+                Family::V4,
+                &["203.0.113.0/27", "203.0.113.32/27", "203.0.113.100/32"],
+                false,
+                &[("203.0.113.0/27", 29), ("203.0.113.32/27", 30)],
+            ),
+        ),
+        (
+            "v6 blocks",
+            blocks(
+                Family::V6,
+                &["2001:db8::/120"],
+                false,
+                &[("2001:db8::/120", 124)],
+            ),
+        ),
+        (
+            "v6 /127 and /128 blocks skip nothing",
+            blocks(
+                Family::V6,
+                &["2001:db8::/124", "2001:db8:1::/124"],
+                false,
+                &[("2001:db8::/124", 127), ("2001:db8:1::/124", 128)],
+            ),
+        ),
     ];
     for (name, s) in cases {
         let mut count = 0u128;
-        for &(start, end) in &s.ranges {
+        for &Segment { start, end, .. } in &s.segments {
             for a in start..=end {
                 let addr = from_u128(s.family, a).expect("in family");
                 match s.rank(addr) {
@@ -196,6 +292,56 @@ fn counts_capacity_exactly() {
             0,
         ),
         ("no ranges", space(Family::V4, &[], true, &["192.0.2.1"]), 0),
+        (
+            "v4 /26 in /28 blocks",
+            blocks(
+                Family::V4,
+                &["203.0.113.0/26"],
+                false,
+                &[("203.0.113.0/26", 28)],
+            ),
+            64 - 8,
+        ),
+        (
+            "v4 blocks and buggy counted once",
+            blocks(Family::V4, &["192.0.2.0/24"], true, &[("192.0.2.0/24", 28)]),
+            256 - 32,
+        ),
+        (
+            "v4 /31 and /32 blocks skip nothing",
+            blocks(
+                Family::V4,
+                &["192.0.2.0/28", "192.0.3.0/28"],
+                false,
+                &[("192.0.2.0/28", 31), ("192.0.3.0/28", 32)],
+            ),
+            32,
+        ),
+        (
+            "v6 /64 in /120 blocks",
+            blocks(
+                Family::V6,
+                &["2001:db8::/64"],
+                false,
+                &[("2001:db8::/64", 120)],
+            ),
+            (1 << 64) - (1 << 56),
+        ),
+        (
+            "all of IPv6 as one block",
+            blocks(Family::V6, &["::/0"], false, &[("::/0", 0)]),
+            u128::MAX,
+        ),
+        (
+            "aggregates of the other family or reversed ignored",
+            blocks(
+                Family::V4,
+                &["192.0.2.0/28"],
+                false,
+                &[("2001:db8::/64", 120), ("192.0.2.9-192.0.2.1", 30)],
+            ),
+            16,
+        ),
     ];
     for (name, s, want) in cases {
         assert_eq!(s.capacity(), *want, "{name}");

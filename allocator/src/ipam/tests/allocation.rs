@@ -302,3 +302,136 @@ fn families_are_independent() {
     assert_eq!(ipam.v6, v6_before);
     assert_eq!(ipam.allocate(Family::V4), Ok(ip("192.0.2.2")));
 }
+
+fn aggregates(list: &[(&str, u8)]) -> Vec<Aggregate> {
+    list.iter()
+        .map(|&(r, prefix)| Aggregate {
+            range: AddrRange::parse(r).expect("test range"),
+            prefix,
+        })
+        .collect()
+}
+
+#[test]
+fn aggregation_blocks_keep_their_edges() {
+    // (name, pool, aggregates, family, want every allocation until exhausted)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, u8)], Family, &'a [&'a str]);
+    let cases: &[Case] = &[
+        (
+            "IPv4 /28 in /30 blocks: network and broadcast of each",
+            "203.0.113.0/28",
+            &[("203.0.113.0/28", 30)],
+            Family::V4,
+            &[
+                "203.0.113.1",
+                "203.0.113.2",
+                "203.0.113.5",
+                "203.0.113.6",
+                "203.0.113.9",
+                "203.0.113.10",
+                "203.0.113.13",
+                "203.0.113.14",
+            ],
+        ),
+        (
+            "a range starting inside a block",
+            "203.0.113.14-203.0.113.18",
+            &[("203.0.113.14-203.0.113.18", 29)],
+            Family::V4,
+            &["203.0.113.14", "203.0.113.17", "203.0.113.18"],
+        ),
+        (
+            "IPv4 /31 and /32 blocks have no edges",
+            "203.0.113.0/30",
+            &[("203.0.113.0/30", 31)],
+            Family::V4,
+            &["203.0.113.0", "203.0.113.1", "203.0.113.2", "203.0.113.3"],
+        ),
+        (
+            "IPv6 /126 blocks: the Subnet-Router anycast address of each",
+            "2001:db8::/125",
+            &[("2001:db8::/125", 126)],
+            Family::V6,
+            &[
+                "2001:db8::1",
+                "2001:db8::2",
+                "2001:db8::3",
+                "2001:db8::5",
+                "2001:db8::6",
+                "2001:db8::7",
+            ],
+        ),
+        (
+            "IPv6 /127 blocks have none (RFC 6164)",
+            "2001:db8::/126",
+            &[("2001:db8::/126", 127)],
+            Family::V6,
+            &["2001:db8::", "2001:db8::1", "2001:db8::2", "2001:db8::3"],
+        ),
+    ];
+    for (name, range, aggs, family, want) in cases {
+        let mut ipam =
+            Ipam::with_aggregates(pool(&[range]), aggregates(aggs)).expect("valid test pool");
+        assert_eq!(drain(&mut ipam, *family, 1000), ips(want), "{name}");
+        assert_eq!(
+            ipam.utilization(*family).capacity,
+            want.len() as u128,
+            "{name}: capacity"
+        );
+    }
+    let mut ipam = Ipam::with_aggregates(
+        pool(&["203.0.113.0/26"]),
+        aggregates(&[("203.0.113.0/26", 28)]),
+    )
+    .expect("valid");
+    assert_eq!(
+        ipam.request(ip("203.0.113.15")),
+        Err(Error::OutsidePool {
+            addr: ip("203.0.113.15"),
+            why: Outside::BlockEdge,
+        })
+    );
+    assert_eq!(ipam.utilization(Family::V4).capacity, 64 - 8);
+    // A /64 cut into /120 aggregates costs nothing up front either.
+    let ipam = Ipam::with_aggregates(
+        pool(&["2001:db8::/64"]),
+        aggregates(&[("2001:db8::/64", 120)]),
+    )
+    .expect("valid");
+    assert_eq!(
+        ipam.utilization(Family::V6).capacity,
+        (1u128 << 64) - (1 << 56)
+    );
+    assert!(!ipam.contains(ip("2001:db8::1:0")));
+    assert!(ipam.contains(ip("2001:db8::1:1")));
+}
+
+#[test]
+fn aggregates_survive_pool_edits_and_keep_what_is_allocated() {
+    // An edge handed out before the aggregation was known stays allocated, out of the pool.
+    let mut ipam = ipam(pool(&["203.0.113.0/28"]));
+    ipam.request(ip("203.0.113.7")).expect("free");
+    ipam.request(ip("203.0.113.5")).expect("free");
+    ipam.set_aggregates(aggregates(&[("203.0.113.0/28", 29)]));
+    assert!(ipam.is_allocated(ip("203.0.113.7")));
+    assert_eq!(
+        ipam.out_of_pool().collect::<Vec<_>>(),
+        ips(&["203.0.113.7"])
+    );
+    assert_eq!(ipam.utilization(Family::V4).capacity, 12);
+    // The pool grows: the aggregates stay.
+    ipam.set_pool(pool(&["203.0.113.0/27"])).expect("valid");
+    assert_eq!(ipam.aggregates(), aggregates(&[("203.0.113.0/28", 29)]));
+    assert!(!ipam.contains(ip("203.0.113.8")));
+    assert!(ipam.contains(ip("203.0.113.16")), "outside every aggregate");
+    let (rebuilt, adoption) =
+        Ipam::with_allocations(pool(&["203.0.113.0/28"]), [ip("203.0.113.7")]).expect("valid");
+    assert!(adoption.out_of_pool.is_empty(), "no aggregates given");
+    assert!(rebuilt.contains(ip("203.0.113.7")));
+    ipam.rebuild(pool(&["203.0.113.0/28"]), [ip("203.0.113.7")])
+        .expect("valid");
+    assert_eq!(
+        ipam.out_of_pool().collect::<Vec<_>>(),
+        ips(&["203.0.113.7"])
+    );
+}
