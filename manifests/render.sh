@@ -23,6 +23,8 @@ metadata:
   name: ferrolb-system
   labels:
     app.kubernetes.io/name: ferrolb
+    # The agent runs on the host network with NET_ADMIN and NET_RAW: PodSecurity "privileged".
+    pod-security.kubernetes.io/enforce: privileged
 HEAD
   "$HELM" template ferrolb manifests/helm/ferrolb \
     --namespace ferrolb-system \

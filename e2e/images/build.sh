@@ -14,6 +14,10 @@ out=$(realpath -m "${2:?output dir}")
 tag=${FERROLB_IMAGE_TAG:-test}
 B=(buildah --storage-driver vfs)
 mkdir -p "$out"
+# One build at a time per output dir (test binaries and the demo may start together); archives
+# are written aside and renamed, so a reader never sees half of one.
+exec {lock}>"$out/.lock"
+flock "$lock"
 bash e2e/images/base.sh
 base=localhost/ferrolb-base/debian:bookworm
 
@@ -32,8 +36,9 @@ build() {
   local start=$SECONDS
   "${B[@]}" bud --quiet --isolation chroot --layers=false -t "$ref" "$@" >"$out/$name.log" 2>&1 \
     || { tail -30 "$out/$name.log" >&2; echo "images: building $ref failed" >&2; exit 1; }
-  rm -f "$out/$name.tar"
-  "${B[@]}" push --quiet "$ref" "docker-archive:$out/$name.tar:$ref" >>"$out/$name.log" 2>&1
+  rm -f "$out/$name.tar.tmp"
+  "${B[@]}" push --quiet "$ref" "docker-archive:$out/$name.tar.tmp:$ref" >>"$out/$name.log" 2>&1
+  mv "$out/$name.tar.tmp" "$out/$name.tar"
   echo "$sum" >"$out/$name.sum"
   echo "images: built $ref in $((SECONDS - start)) s"
 }

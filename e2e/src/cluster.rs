@@ -122,7 +122,7 @@ struct RealNode {
 
 /// A running cluster; dropping it stops every daemon and container and removes its files.
 pub struct Cluster {
-    nodes: Vec<RealNode>,
+    nodes: std::sync::Mutex<Vec<RealNode>>,
     scheduler: Option<Process>,
     images: Images,
     cp: ControlPlane,
@@ -227,7 +227,7 @@ impl Cluster {
         })
         .await?;
         let mut cluster = Cluster {
-            nodes: Vec::new(),
+            nodes: std::sync::Mutex::new(Vec::new()),
             scheduler: None,
             images,
             cp,
@@ -271,7 +271,7 @@ impl Cluster {
                 .collect()
         });
         for r in results {
-            cluster.nodes.push(r?);
+            cluster.nodes_mut().push(r?);
         }
         cluster.scheduler = Some(start_logged(
             "kube-scheduler",
@@ -291,7 +291,7 @@ impl Cluster {
         cluster.wait_nodes_ready(Duration::from_secs(180)).await?;
         eprintln!(
             "cluster: {} nodes Ready in {:.1} s (kube-proxy {:?})",
-            cluster.nodes.len(),
+            cluster.node_names().len(),
             started.elapsed().as_secs_f64(),
             opts.proxy
         );
@@ -315,7 +315,10 @@ impl Cluster {
     }
     /// Node names, which are also their network namespaces' names.
     pub fn node_names(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.plan.name.clone()).collect()
+        self.nodes_mut()
+            .iter()
+            .map(|n| n.plan.name.clone())
+            .collect()
     }
     pub async fn client(&self) -> anyhow::Result<Client> {
         self.cp.client().await
@@ -362,7 +365,7 @@ impl Cluster {
         let api: Api<Node> = Api::all(self.cp.client().await?);
         let deadline = Instant::now() + limit;
         loop {
-            for n in &mut self.nodes {
+            for n in self.nodes_mut().iter_mut() {
                 for p in [&mut n.containerd, &mut n.kubelet, &mut n.proxy]
                     .into_iter()
                     .flatten()
@@ -379,12 +382,12 @@ impl Cluster {
                 .filter(|n| node_ready(n))
                 .filter_map(|n| n.metadata.name.clone())
                 .collect();
-            if ready.len() == self.nodes.len() {
+            if ready.len() == self.node_names().len() {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 let logs: Vec<String> = self
-                    .nodes
+                    .nodes_mut()
                     .iter()
                     .filter(|n| !ready.contains(&n.plan.name))
                     .filter_map(|n| n.kubelet.as_ref())
@@ -399,14 +402,73 @@ impl Cluster {
         }
     }
 
-    /// Stops node `i`'s kubelet and containerd (SIGKILL; containers keep running, as on a node
-    /// whose runtime died).
-    pub fn stop_node_daemons(&mut self, i: usize) {
-        if let Some(n) = self.nodes.get_mut(i) {
+    /// The container logs of pods whose name starts with `pod_prefix` in `namespace`, read from
+    /// the nodes' pod log directories (`kubectl logs` cannot reach a kubelet: the API server
+    /// runs in the host namespace, the kubelets on the LAN). Every container and restart, each
+    /// under a header naming the file.
+    pub fn pod_logs(&self, namespace: &str, pod_prefix: &str) -> String {
+        let mut out = String::new();
+        for n in self.nodes_mut().iter() {
+            let dir = n.plan.dir.join("pod-logs");
+            let Ok(pods) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for pod in pods.flatten() {
+                let name = pod.file_name().to_string_lossy().into_owned();
+                if !name.starts_with(&format!("{namespace}_{pod_prefix}")) {
+                    continue;
+                }
+                for container in std::fs::read_dir(pod.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    for file in std::fs::read_dir(container.path())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                    {
+                        let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                        out.push_str(&format!(
+                            "==> {} on {} <==\n{}\n",
+                            file.path().display(),
+                            n.plan.name,
+                            tail(&text, 60)
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn nodes_mut(&self) -> std::sync::MutexGuard<'_, Vec<RealNode>> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops node `i`'s kubelet and containerd (SIGKILL), as on a node whose runtime died: its
+    /// containers (the agent among them) and kube-proxy keep running.
+    pub fn stop_node_daemons(&self, i: usize) {
+        if let Some(n) = self.nodes_mut().get_mut(i) {
             for p in [&mut n.kubelet, &mut n.containerd].into_iter().flatten() {
                 p.kill();
             }
+            n.kubelet = None;
+            n.containerd = None;
         }
+    }
+
+    /// Starts node `i`'s containerd and kubelet again after [`Cluster::stop_node_daemons`].
+    pub fn start_node_daemons(&self, i: usize) -> anyhow::Result<()> {
+        let mut nodes = self.nodes_mut();
+        let n = nodes.get_mut(i).context("no such node")?;
+        if n.containerd.is_none() {
+            n.containerd = Some(start_containerd(&n.plan)?);
+        }
+        if n.kubelet.is_none() {
+            n.kubelet = Some(start_kubelet(&n.plan)?);
+        }
+        Ok(())
     }
 }
 
@@ -524,13 +586,7 @@ fn start_node(
         proxy: None,
     };
     let plan = &node.plan;
-    node.containerd = Some(start_logged(
-        &format!("{ns}-containerd"),
-        in_node(&ns, "containerd")
-            .arg("--config")
-            .arg(plan.containerd_config()),
-        &dir.join("containerd.log"),
-    )?);
+    node.containerd = Some(start_containerd(plan)?);
     let sock = plan.containerd_socket();
     let ctr = |args: &[&str]| {
         let mut c = Command::new("ctr");
@@ -554,12 +610,7 @@ fn start_node(
         run_checked(ctr(&["images", "import"]).arg(a))
             .with_context(|| format!("importing {} into {ns}", a.display()))?;
     }
-    let kubelet = env::tool("kubelet");
-    node.kubelet = Some(start_logged(
-        &format!("{ns}-kubelet"),
-        in_node(&ns, &kubelet).args(config::kubelet_args(plan)),
-        &dir.join("kubelet.log"),
-    )?);
+    node.kubelet = Some(start_kubelet(plan)?);
     node.proxy = Some(start_logged(
         &format!("{ns}-kube-proxy"),
         in_node(&ns, env::tool("kube-proxy"))
@@ -567,6 +618,24 @@ fn start_node(
         &dir.join("kube-proxy.log"),
     )?);
     Ok(node)
+}
+
+fn start_containerd(plan: &NodePlan) -> anyhow::Result<Process> {
+    start_logged(
+        &format!("{}-containerd", plan.name),
+        in_node(&plan.name, "containerd")
+            .arg("--config")
+            .arg(plan.containerd_config()),
+        &plan.dir.join("containerd.log"),
+    )
+}
+
+fn start_kubelet(plan: &NodePlan) -> anyhow::Result<Process> {
+    start_logged(
+        &format!("{}-kubelet", plan.name),
+        in_node(&plan.name, env::tool("kubelet")).args(config::kubelet_args(plan)),
+        &plan.dir.join("kubelet.log"),
+    )
 }
 
 fn run_piped(cmd: &mut Command, input: &str) -> anyhow::Result<()> {
@@ -595,14 +664,15 @@ impl Drop for Cluster {
         if let Some(mut s) = self.scheduler.take() {
             s.kill();
         }
-        for n in &mut self.nodes {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        for n in nodes.iter_mut() {
             for p in [&mut n.proxy, &mut n.kubelet].into_iter().flatten() {
                 p.kill();
             }
         }
         // Containers (and their shims) run from under the node dirs; then containerd, then
         // the mounts it and the kubelet left.
-        for n in &mut self.nodes {
+        for n in nodes.iter_mut() {
             topology::kill_processes_under(&n.plan.dir);
             if let Some(mut c) = n.containerd.take() {
                 c.kill();
