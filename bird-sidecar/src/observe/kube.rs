@@ -169,9 +169,17 @@ pub fn agent_settings(node: &Node, agents: &[LBNodeAgent]) -> Option<AgentSettin
         .iter()
         .find(|a| a.meta().name.as_deref() == Some(name))?;
     Some(AgentSettings {
-        drain: ferrolb_api::duration::parse(&agent.spec.drain).ok(),
+        drain: bounded_drain(&agent.spec.drain),
         virtual_interface: agent.spec.virtual_interface.clone(),
     })
+}
+
+/// `spec.drain` within the bounds the CRD and the agent use; `None` (the sidecar's own
+/// `--drain` applies) when it does not parse or is out of them: a value the API server took
+/// before its rule existed must not hold a node's shutdown for centuries or overflow a clock.
+fn bounded_drain(text: &str) -> Option<Duration> {
+    let (min, max) = ferrolb_api::lbnodeagent::bounds::DRAIN;
+    ferrolb_api::duration::parse_within(text, min, max).ok()
 }
 
 #[cfg(test)]
@@ -234,5 +242,29 @@ mod tests {
         assert_eq!(got.drain, Some(Duration::from_secs(8)));
         assert_eq!(got.virtual_interface, "kube-lb0");
         assert_eq!(agent_settings(&node(&[]), &[]), None);
+    }
+
+    /// Issue 16 item 9: the sidecar read `spec.drain` unbounded, so a drain the API server
+    /// took before its CEL rule (`18446744073709551615s`) made the drain wait forever.
+    #[test]
+    fn a_drain_out_of_its_bounds_leaves_the_sidecars_own() {
+        let cases = [
+            ("within", "1m30s", Some(Duration::from_secs(90))),
+            ("the most allowed", "5m", Some(Duration::from_secs(300))),
+            ("zero", "0ms", Some(Duration::ZERO)),
+            ("past the most allowed", "5m1s", None),
+            ("u64::MAX seconds", "18446744073709551615s", None),
+            ("overflowing minutes", "18446744073709551615m", None),
+            ("not a duration", "soon", None),
+        ];
+        for (name, drain, want) in cases {
+            let spec = LBNodeAgentSpec {
+                drain: drain.into(),
+                ..LBNodeAgentSpec::default()
+            };
+            let agent = LBNodeAgent::new("default", spec);
+            let got = agent_settings(&node(&[]), &[agent]).expect("default applies");
+            assert_eq!(got.drain, want, "{name}");
+        }
     }
 }

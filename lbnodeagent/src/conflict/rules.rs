@@ -11,9 +11,46 @@ use ferrolb_api::election::election_hash;
 /// A LAN MAC.
 pub type Mac = [u8; 6];
 
+/// The MACs an answer can come from that this node knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Macs {
+    /// Every interface of this node (from the kernel): a second port on the same LAN answers
+    /// an ARP probe for an address the node has (Linux answers for any local address on any
+    /// interface), and that is no conflict.
+    pub own: BTreeSet<Mac>,
+    /// Every agent's LAN MAC (gossip and per-node Leases, live or not).
+    pub agents: BTreeMap<Mac, String>,
+}
+
+/// Who answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Party<'a> {
+    /// This node itself (any of its interfaces, or the MAC it publishes).
+    Own,
+    /// Another node's agent.
+    Agent(&'a str),
+    /// A host that is no ferrolb agent.
+    Foreign,
+}
+
+impl Macs {
+    pub fn party(&self, me: &str, mac: Mac) -> Party<'_> {
+        if self.own.contains(&mac) {
+            return Party::Own;
+        }
+        match self.agents.get(&mac) {
+            Some(node) if node == me => Party::Own,
+            Some(node) => Party::Agent(node),
+            None => Party::Foreign,
+        }
+    }
+}
+
 /// What to do about another MAC answering for an address this node holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// The answer came from this node itself: no conflict, nothing to report.
+    Own,
     /// Keep it: the other is a known agent with a higher election hash (it yields), or no agent
     /// at all (`other: None`: report, never fight a foreign host).
     Keep { other: Option<String> },
@@ -21,22 +58,22 @@ pub enum Verdict {
     Yield { other: String },
 }
 
-/// `known`: every agent's LAN MAC (gossip and per-node Leases, live or not).
-pub fn judge(me: &str, address: IpAddr, mac: Mac, known: &BTreeMap<Mac, String>) -> Verdict {
-    match known.get(&mac) {
-        Some(other) if other != me => {
+pub fn judge(me: &str, address: IpAddr, mac: Mac, macs: &Macs) -> Verdict {
+    match macs.party(me, mac) {
+        Party::Own => Verdict::Own,
+        Party::Agent(other) => {
             let lower = |n: &str| (election_hash(n, address), n.to_string());
             if lower(other) < lower(me) {
                 Verdict::Yield {
-                    other: other.clone(),
+                    other: other.to_string(),
                 }
             } else {
                 Verdict::Keep {
-                    other: Some(other.clone()),
+                    other: Some(other.to_string()),
                 }
             }
         }
-        _ => Verdict::Keep { other: None },
+        Party::Foreign => Verdict::Keep { other: None },
     }
 }
 
@@ -50,22 +87,64 @@ pub fn parse_mac(text: &str) -> Option<Mac> {
     parts.next().is_none().then_some(mac)
 }
 
+/// Why an address waits for a quiet probe before this node adds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Not on this node yet: every first add is probed, so a pool that overlaps a live host
+    /// never takes its address (a gratuitous ARP would move that host's clients).
+    New,
+    /// A node that is not live in gossip still published it: its copy may linger until its
+    /// lifetime ends.
+    Lingering,
+    /// This node gave it up to an agent with a lower election hash.
+    Yielded,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Gate {
-    /// Someone answers (or may answer) for it: not on this node; probed every probe interval
-    /// divided by [`PROBES_PER_INTERVAL`].
+    /// Someone answers (or may answer) for it: not on this node, probed at the [`Pace`].
     Probing {
+        why: Wait,
         probed: Option<Instant>,
         answered: Option<Instant>,
+        /// The last answer came from a host that is no agent.
+        foreign: bool,
     },
     /// A probe went unanswered: this node may add it.
     Clear,
 }
 
-/// How often, per `conflictProbe`, an address this node gave up is probed (DESIGN.md: ten).
+/// How often, per `conflictProbe`, an address this node waits for is probed (DESIGN.md: ten).
 pub const PROBES_PER_INTERVAL: u32 = 10;
 
-/// Per address, whether the wire lets this node have it. Addresses without a gate are free.
+/// How often a waiting address is probed, and how long a probe waits for an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pace {
+    /// Between probes of an address another agent may still have (a handover is quick).
+    pub every: Duration,
+    /// Between probes of an address a host that is no agent answers for: it may keep the
+    /// address for days, and each probe is a broadcast.
+    pub foreign_every: Duration,
+    /// A probe unanswered this long leaves the address clear.
+    pub window: Duration,
+}
+
+impl Pace {
+    /// At `conflictProbe` = `interval`: ten probes per interval, once per interval against a
+    /// foreign host, half the time to the next probe for an answer (50 ms at 1 s: on a LAN an
+    /// answer takes a millisecond or two, the rest is room for a loaded node).
+    pub fn at(interval: Duration) -> Self {
+        let every = interval / PROBES_PER_INTERVAL;
+        Self {
+            every,
+            foreign_every: interval,
+            window: every / 2,
+        }
+    }
+}
+
+/// Per address, whether the wire lets this node have it. An address this node has (or has
+/// just been let add) carries no gate.
 #[derive(Clone, Debug, Default)]
 pub struct Gates {
     gates: BTreeMap<IpAddr, Gate>,
@@ -74,7 +153,7 @@ pub struct Gates {
 impl Gates {
     /// Whether this node may have `address` now. `elected`: the election says so;
     /// `on_kernel`: it has it; `lingering`: a node that is not live in gossip still published
-    /// it (its copy may linger until its lifetime ends, so a probe goes first).
+    /// it. An address it does not have yet waits for a probe that nobody answers.
     pub fn allows(
         &mut self,
         address: IpAddr,
@@ -94,35 +173,67 @@ impl Gates {
                 }
                 true
             }
-            None if on_kernel || !lingering => true,
+            None if on_kernel => true,
             None => {
-                self.probe_first(address);
+                let why = if lingering {
+                    Wait::Lingering
+                } else {
+                    Wait::New
+                };
+                self.probe_first(address, why);
                 false
             }
         }
     }
 
-    /// Gives `address` up until a probe goes unanswered.
-    pub fn probe_first(&mut self, address: IpAddr) {
+    /// Keeps `address` off this node until a probe goes unanswered.
+    pub fn probe_first(&mut self, address: IpAddr, why: Wait) {
         self.gates.insert(
             address,
             Gate::Probing {
+                why,
                 probed: None,
                 answered: None,
+                foreign: false,
             },
         );
     }
 
-    /// Someone answered for `address` at `at`; `true` when this node is waiting for it (the
-    /// first answer of a wait is worth reporting, the others are not).
-    pub fn answered(&mut self, address: IpAddr, at: Instant) -> Option<bool> {
+    /// Someone answered for `address` at `at` (`foreign`: a host that is no agent). When this
+    /// node waits for it: why, and whether this is the first answer of the wait (worth
+    /// reporting; the others are not).
+    pub fn answered(
+        &mut self,
+        address: IpAddr,
+        at: Instant,
+        foreign: bool,
+    ) -> Option<(Wait, bool)> {
         match self.gates.get_mut(&address) {
-            Some(Gate::Probing { answered, .. }) => {
+            Some(Gate::Probing {
+                why,
+                answered,
+                foreign: from_foreign,
+                ..
+            }) => {
                 let first = answered.is_none();
                 *answered = Some(at);
-                Some(first)
+                *from_foreign = foreign;
+                Some((*why, first))
             }
             _ => None,
+        }
+    }
+
+    /// The probe of `address` could not be sent (no packet socket on its interface): an
+    /// address nobody has answered for yet is let through, as it was before probes existed,
+    /// rather than never served. `true` when it was.
+    pub fn unsent(&mut self, address: IpAddr) -> bool {
+        match self.gates.get_mut(&address) {
+            Some(gate @ Gate::Probing { answered: None, .. }) => {
+                *gate = Gate::Clear;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -132,22 +243,30 @@ impl Gates {
     }
 
     /// One step of the prober at `now`: addresses whose last probe went unanswered for
-    /// `window` are clear (returned first); the addresses to probe now (not probed for
-    /// `every`) are returned second and marked probed.
-    pub fn tick(
-        &mut self,
-        now: Instant,
-        every: Duration,
-        window: Duration,
-    ) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    /// `pace.window` are clear (returned first); the addresses to probe now are returned
+    /// second and marked probed.
+    pub fn tick(&mut self, now: Instant, pace: Pace) -> (Vec<IpAddr>, Vec<IpAddr>) {
         let mut clear = Vec::new();
         let mut probe = Vec::new();
         for (address, gate) in &mut self.gates {
-            let Gate::Probing { probed, answered } = gate else {
+            let Gate::Probing {
+                probed,
+                answered,
+                foreign,
+                ..
+            } = gate
+            else {
                 continue;
             };
+            let every = if *foreign {
+                pace.foreign_every
+            } else {
+                pace.every
+            };
             match *probed {
-                Some(p) if now.duration_since(p) >= window && answered.is_none_or(|a| a < p) => {
+                Some(p)
+                    if now.duration_since(p) >= pace.window && answered.is_none_or(|a| a < p) =>
+                {
                     clear.push(*address);
                     *gate = Gate::Clear;
                 }

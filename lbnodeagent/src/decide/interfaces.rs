@@ -122,3 +122,16 @@ pub fn owned_local_addresses(kernel: &KernelFacts, config: &AgentConfig) -> BTre
         .map(|a| a.address)
         .collect()
 }
+
+/// The MAC of every interface of this node (Ethernet-sized, not all zeros as loopback's): an
+/// answer to a probe from one of them is the node itself, never a conflict. A second port on
+/// the local interface's LAN answers ARP for the node's addresses (Linux answers for any local
+/// address on any interface unless `arp_ignore` says otherwise).
+pub fn own_macs(kernel: &KernelFacts) -> BTreeSet<[u8; 6]> {
+    kernel
+        .interfaces
+        .iter()
+        .filter_map(|i| <[u8; 6]>::try_from(i.mac.as_deref()?).ok())
+        .filter(|mac| mac.iter().any(|&b| b != 0))
+        .collect()
+}

@@ -20,7 +20,9 @@ pub use desired::{
 };
 pub use diff::{Change, Observed, OwnedAddress, blocked, diff, renewal_due, renewal_period};
 pub use eligibility::{local_eligibility, virtual_eligibility};
-pub use interfaces::{local_interface, node_subnets, offered_subnets, owned_local_addresses};
+pub use interfaces::{
+    local_interface, node_subnets, offered_subnets, own_macs, owned_local_addresses,
+};
 pub use published::{gossip_addr, gossip_published, lease_annotations, mac_text};
 pub use retry::{BACKOFF_MAX, BACKOFF_MIN, Retries};
 

@@ -17,10 +17,11 @@ use tracing::{debug, warn};
 use super::Context;
 use super::election::Election;
 use crate::apply::{Applied, Outcome, apply};
-use crate::conflict::rules::{Mac, parse_mac};
+use crate::conflict::rules::{Mac, Macs, parse_mac};
 use crate::decide::{
     AddressKind, Change, DesiredAddress, Observed, Retries, agent_config, blocked, desired, diff,
-    gossip_addr, gossip_published, lease_annotations, node_subnets, owned_local_addresses,
+    gossip_addr, gossip_published, lease_annotations, node_subnets, own_macs,
+    owned_local_addresses,
 };
 use crate::observe::{groups, kernel_facts};
 use crate::snapshot::{AgentConfig, Gratuitous, KernelFacts, Lifecycle, Snapshot};
@@ -77,8 +78,8 @@ pub async fn reconcile(
             &ctx.metrics,
         )
         .await;
-    // The wire has a say too: an address someone else still answers for waits (DESIGN.md,
-    // conflicts on the wire).
+    // The wire has a say too: an address this node does not have yet waits for a probe that
+    // nobody answers (DESIGN.md, conflicts on the wire).
     let asked = Mutex::new(BTreeSet::new());
     let holds = |a: &IpAddr, endpoint_nodes: Option<&BTreeSet<String>>| {
         let elected = decider.holds(*a, endpoint_nodes, &on_kernel);
@@ -96,7 +97,10 @@ pub async fn reconcile(
     if let Some(prober) = &ctx.prober {
         let asked = asked.into_inner().unwrap_or_else(|p| p.into_inner());
         prober.update(
-            known_macs(decider.macs(), &leases),
+            Macs {
+                own: own_macs(&snapshot.kernel),
+                agents: known_macs(decider.macs(), &leases),
+            },
             [
                 want.local_interface_v4.clone(),
                 want.local_interface_v6.clone(),

@@ -3,6 +3,8 @@ use super::*;
 const A: Mac = [2, 0, 0, 0, 0, 0xa];
 const B: Mac = [2, 0, 0, 0, 0, 0xb];
 const FOREIGN: Mac = [2, 0, 0, 0, 0, 0xf];
+/// A second interface of the node whose agent publishes `A`.
+const SECOND_PORT: Mac = [2, 0, 0, 0, 1, 0xa];
 
 fn addr() -> IpAddr {
     "192.0.2.120".parse().expect("ip")
@@ -17,21 +19,35 @@ fn low_high() -> (&'static str, &'static str) {
     }
 }
 
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// `conflictProbe` 1 s: probes 100 ms apart, 1 s against a foreign host, 50 ms for an answer.
+fn pace() -> Pace {
+    Pace::at(Duration::from_secs(1))
+}
+
 #[test]
 fn the_lower_hash_keeps_the_address_and_foreign_hosts_are_reported_only() {
     let (low, high) = low_high();
-    let known = BTreeMap::from([(A, low.to_string()), (B, high.to_string())]);
+    let macs = |own: &[Mac]| Macs {
+        own: own.iter().copied().collect(),
+        agents: BTreeMap::from([(A, low.to_string()), (B, high.to_string())]),
+    };
     let cases = [
         (
             "higher hash meets lower: yields",
             high,
             A,
+            macs(&[B]),
             Verdict::Yield { other: low.into() },
         ),
         (
             "lower hash meets higher: keeps",
             low,
             B,
+            macs(&[A]),
             Verdict::Keep {
                 other: Some(high.into()),
             },
@@ -40,23 +56,57 @@ fn the_lower_hash_keeps_the_address_and_foreign_hosts_are_reported_only() {
             "foreign MAC: keeps",
             low,
             FOREIGN,
+            macs(&[A]),
             Verdict::Keep { other: None },
         ),
         (
             "foreign MAC, higher hash: keeps",
             high,
             FOREIGN,
+            macs(&[B]),
             Verdict::Keep { other: None },
         ),
         (
-            "its own MAC on another port: nothing to yield to",
+            "the MAC it publishes, heard on another port: no conflict",
             low,
             A,
+            macs(&[]),
+            Verdict::Own,
+        ),
+        (
+            "a second interface of this node on the same LAN: no conflict",
+            low,
+            SECOND_PORT,
+            macs(&[A, SECOND_PORT]),
+            Verdict::Own,
+        ),
+        (
+            "another node's second interface is that node's business, not an agent's MAC",
+            low,
+            SECOND_PORT,
+            macs(&[A]),
             Verdict::Keep { other: None },
         ),
     ];
-    for (name, me, mac, want) in cases {
+    for (name, me, mac, known, want) in cases {
         assert_eq!(judge(me, addr(), mac, &known), want, "{name}");
+    }
+}
+
+#[test]
+fn who_answered() {
+    let macs = Macs {
+        own: BTreeSet::from([SECOND_PORT]),
+        agents: BTreeMap::from([(A, "me".to_string()), (B, "other".to_string())]),
+    };
+    let cases = [
+        ("its own interface", SECOND_PORT, Party::Own),
+        ("the MAC it publishes", A, Party::Own),
+        ("another agent", B, Party::Agent("other")),
+        ("no agent", FOREIGN, Party::Foreign),
+    ];
+    for (name, mac, want) in cases {
+        assert_eq!(macs.party("me", mac), want, "{name}");
     }
 }
 
@@ -76,39 +126,57 @@ fn macs_parse_in_the_published_form_only() {
     }
 }
 
+/// Issue 16 item 12: an address the node did not have was added at once (and announced with
+/// gratuitous ARP) unless a dead agent had published it; a pool overlapping a live host took
+/// that host's address. Every first add now waits for a probe nobody answers.
 #[test]
-fn a_lingering_copy_is_probed_before_the_address_is_added() {
+fn every_first_add_waits_for_an_unanswered_probe() {
+    for (name, lingering, why) in [
+        ("a new address", false, Wait::New),
+        ("a dead holder's copy may linger", true, Wait::Lingering),
+    ] {
+        let mut g = Gates::default();
+        let a = addr();
+        let t0 = Instant::now();
+        let t = |n| t0 + ms(n);
+        assert!(!g.allows(a, false, false, lingering), "{name}: not elected");
+        assert!(!g.waiting(a), "{name}: not elected, no gate");
+        assert!(!g.allows(a, true, false, lingering), "{name}: probed first");
+        assert!(g.waiting(a), "{name}");
+        assert_eq!(g.tick(t0, pace()), (vec![], vec![a]), "{name}: probe");
+        assert_eq!(g.answered(a, t(1), false), Some((why, true)), "{name}");
+        assert_eq!(g.answered(a, t(2), false), Some((why, false)), "{name}");
+        assert_eq!(g.tick(t(60), pace()), (vec![], vec![]), "{name}: answered");
+        assert_eq!(
+            g.tick(t(100), pace()),
+            (vec![], vec![a]),
+            "{name}: probed again"
+        );
+        assert!(!g.allows(a, true, false, lingering), "{name}: still waits");
+        assert_eq!(
+            g.tick(t(150), pace()),
+            (vec![a], vec![]),
+            "{name}: quiet, clear"
+        );
+        assert!(g.allows(a, true, false, lingering), "{name}: clear, add it");
+        assert!(
+            g.allows(a, true, true, lingering),
+            "{name}: added, the gate goes"
+        );
+        assert!(!g.waiting(a), "{name}");
+        assert!(g.allows(a, true, true, lingering), "{name}: held, stays");
+    }
+}
+
+#[test]
+fn an_address_this_node_has_needs_no_probe() {
     let mut g = Gates::default();
-    let a = addr();
-    let t0 = Instant::now();
-    let (every, window) = (Duration::from_millis(100), Duration::from_millis(50));
-    assert!(g.allows(a, true, false, false), "nobody lingers: at once");
-    assert!(!g.allows(a, false, false, true), "not elected");
     assert!(
-        !g.allows(a, true, false, true),
-        "a dead holder's copy may linger"
+        g.allows(addr(), true, true, false),
+        "restart: it is on the kernel"
     );
-    assert!(g.waiting(a));
-    assert_eq!(g.tick(t0, every, window), (vec![], vec![a]));
-    assert_eq!(g.answered(a, t0 + Duration::from_millis(1)), Some(true));
-    assert_eq!(g.answered(a, t0 + Duration::from_millis(2)), Some(false));
-    let t = |ms| t0 + Duration::from_millis(ms);
-    assert_eq!(g.tick(t(60), every, window), (vec![], vec![]), "answered");
-    assert_eq!(
-        g.tick(t(100), every, window),
-        (vec![], vec![a]),
-        "probed again"
-    );
-    assert!(!g.allows(a, true, false, true));
-    assert_eq!(
-        g.tick(t(150), every, window),
-        (vec![a], vec![]),
-        "quiet: clear"
-    );
-    assert!(g.allows(a, true, false, true), "clear: add it");
-    assert!(g.allows(a, true, true, true), "added: the gate goes");
-    assert!(!g.waiting(a));
-    assert!(g.allows(a, true, true, true), "held: stays");
+    assert!(g.allows(addr(), true, true, true));
+    assert!(!g.waiting(addr()));
 }
 
 #[test]
@@ -116,23 +184,70 @@ fn a_yielded_address_comes_back_only_when_nobody_answers() {
     let mut g = Gates::default();
     let a = addr();
     let t0 = Instant::now();
-    let t = |ms| t0 + Duration::from_millis(ms);
-    let (every, window) = (Duration::from_millis(100), Duration::from_millis(50));
-    g.probe_first(a);
+    let t = |n| t0 + ms(n);
+    let window = pace().window;
+    g.probe_first(a, Wait::Yielded);
     assert!(
         !g.allows(a, true, true, false),
         "yielded: removed although held"
     );
     for round in 0..5 {
         let at = t(round * 100);
-        assert_eq!(g.tick(at, every, window), (vec![], vec![a]));
-        assert!(g.answered(a, at + Duration::from_millis(2)).is_some());
-        assert_eq!(g.tick(at + window, every, window), (vec![], vec![]));
+        assert_eq!(g.tick(at, pace()), (vec![], vec![a]));
+        assert!(g.answered(a, at + ms(2), false).is_some());
+        assert_eq!(g.tick(at + window, pace()), (vec![], vec![]));
     }
-    assert_eq!(g.tick(t(500), every, window), (vec![], vec![a]));
-    assert_eq!(g.tick(t(550), every, window), (vec![a], vec![]));
+    assert_eq!(g.tick(t(500), pace()), (vec![], vec![a]));
+    assert_eq!(g.tick(t(550), pace()), (vec![a], vec![]));
     assert!(g.allows(a, true, false, false));
-    g.probe_first(a);
+    g.probe_first(a, Wait::Yielded);
     g.retain(&BTreeSet::new());
     assert!(!g.waiting(a), "forgotten with its Service");
+}
+
+/// A host that is no agent may keep the address for days: it is probed once per
+/// `conflictProbe`, not ten times, and the address is taken once it stops answering.
+#[test]
+fn a_foreign_host_is_probed_once_per_interval_until_it_lets_go() {
+    let mut g = Gates::default();
+    let a = addr();
+    let t0 = Instant::now();
+    let t = |n| t0 + ms(n);
+    assert!(!g.allows(a, true, false, false));
+    assert_eq!(g.tick(t0, pace()), (vec![], vec![a]));
+    assert_eq!(g.answered(a, t(1), true), Some((Wait::New, true)));
+    for at in (50..1000).step_by(50) {
+        assert_eq!(g.tick(t(at), pace()), (vec![], vec![]), "{at} ms: no probe");
+    }
+    assert_eq!(g.tick(t(1000), pace()), (vec![], vec![a]), "a second later");
+    assert_eq!(g.answered(a, t(1001), true), Some((Wait::New, false)));
+    assert_eq!(g.tick(t(1500), pace()), (vec![], vec![]));
+    assert_eq!(g.tick(t(2000), pace()), (vec![], vec![a]));
+    // The host removed it: this probe goes unanswered.
+    assert_eq!(g.tick(t(2050), pace()), (vec![a], vec![]), "quiet: clear");
+    assert!(g.allows(a, true, false, false));
+    // An agent's answer after a foreign one brings the quick pace back.
+    g.probe_first(a, Wait::Yielded);
+    assert_eq!(g.tick(t(3000), pace()), (vec![], vec![a]));
+    assert!(g.answered(a, t(3001), true).is_some());
+    assert_eq!(g.tick(t(4000), pace()), (vec![], vec![a]));
+    assert!(g.answered(a, t(4001), false).is_some());
+    assert_eq!(g.tick(t(4100), pace()), (vec![], vec![a]), "quick again");
+}
+
+#[test]
+fn an_address_that_cannot_be_probed_is_not_held_back_forever() {
+    let mut g = Gates::default();
+    let a = addr();
+    let t0 = Instant::now();
+    assert!(!g.allows(a, true, false, false));
+    assert_eq!(g.tick(t0, pace()), (vec![], vec![a]));
+    assert!(g.unsent(a), "never answered: let through");
+    assert!(g.allows(a, true, false, false));
+    // Once someone answered, a socket that fails later keeps it waiting.
+    g.probe_first(a, Wait::Yielded);
+    assert_eq!(g.tick(t0, pace()), (vec![], vec![a]));
+    assert!(g.answered(a, t0 + ms(1), false).is_some());
+    assert!(!g.unsent(a));
+    assert!(g.waiting(a));
 }

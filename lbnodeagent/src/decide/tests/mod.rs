@@ -4,6 +4,7 @@ mod attributes;
 mod config;
 mod desired;
 mod diff;
+mod interfaces;
 mod published;
 
 use std::collections::BTreeMap;
