@@ -7,6 +7,7 @@ pub mod contracts;
 pub mod duration;
 pub mod election;
 pub mod lbnodeagent;
+pub mod listen;
 pub mod node_lease;
 #[cfg(feature = "offline")]
 pub mod offline;

@@ -72,7 +72,8 @@ struct Args {
     /// `/metrics`, `/healthz`, `/readyz`. Loopback by default: the sidecar shares the host's
     /// network, and a wildcard address would serve them on every LoadBalancer address too. In
     /// a cluster pass the node's own address (the chart does, from the downward API).
-    #[arg(long, env = "FERROLB_METRICS_ADDR", default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, PORT_BIRD_SIDECAR)))]
+    #[arg(long, env = "FERROLB_METRICS_ADDR", value_parser = ferrolb_api::listen::listen_addr,
+          default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, PORT_BIRD_SIDECAR)))]
     metrics_addr: SocketAddr,
     #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -163,6 +164,11 @@ mod tests {
                 "the node's address",
                 vec!["--metrics-addr", "192.0.2.10:9472"],
                 "192.0.2.10:9472",
+            ),
+            (
+                "an IPv6 node's address from the downward API",
+                vec!["--metrics-addr", "2001:db8:1::a:9472"],
+                "[2001:db8:1::a]:9472",
             ),
         ];
         for (name, extra, want) in cases {

@@ -1,6 +1,6 @@
 //! `ferrolb-agent`: flags, logging, client, metrics endpoint; then `ferrolb_lbnodeagent::run`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +33,7 @@ struct Flags {
     /// network, and a wildcard address would serve them on every LoadBalancer address too. In
     /// a cluster pass the node's own address (the chart does, from the downward API:
     /// `$(HOST_IP):9471`; an IPv6 address may come with or without brackets).
-    #[arg(long, env = "FERROLB_METRICS_ADDR", value_parser = listen_addr,
+    #[arg(long, env = "FERROLB_METRICS_ADDR", value_parser = ferrolb_api::listen::listen_addr,
           default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, PORT_AGENT)))]
     metrics_addr: SocketAddr,
     /// Log lines as text or as JSON.
@@ -56,21 +56,6 @@ struct Flags {
 
 fn duration(text: &str) -> Result<Duration, String> {
     ferrolb_api::duration::parse(text).map_err(|e| e.to_string())
-}
-
-/// `address:port`, or, for what the downward API gives an IPv6 node (`$(HOST_IP):9471` with
-/// no brackets), `v6address:port` read with the last colon as the port's.
-fn listen_addr(text: &str) -> Result<SocketAddr, String> {
-    text.parse::<SocketAddr>().or_else(|e| {
-        text.rsplit_once(':')
-            .and_then(|(ip, port)| {
-                Some(SocketAddr::new(
-                    ip.parse::<IpAddr>().ok().filter(IpAddr::is_ipv6)?,
-                    port.parse().ok()?,
-                ))
-            })
-            .ok_or_else(|| format!("{text:?} is not address:port ({e})"))
-    })
 }
 
 #[tokio::main]
