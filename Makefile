@@ -67,10 +67,12 @@ soak: deps
 	FERROLB_SOAK=1 $(CARGO) test --release --workspace soak_ -- --include-ignored --test-threads=1 --nocapture
 	@echo "figures: target/soak/results.json"; cat target/soak/results.json
 
-## The main job on a local default: a real control plane, ferrolb's objects, what works today.
+## ferrolb on a real cluster (images, 3 nodes with containerd, kubelet and kube-proxy, helm install);
+## `make demo DEMO_ARGS=--processes` runs the earlier, faster demo without kubelets.
+DEMO_ARGS ?=
 demo: deps
 	$(CARGO) build -q --workspace --bins
-	$(CARGO) run -q -p ferrolb-e2e --bin ferrolb-demo
+	$(CARGO) run -q -p ferrolb-e2e --bin ferrolb-demo -- $(DEMO_ARGS)
 
 demo-down:
 	$(CARGO) run -q -p ferrolb-e2e --bin ferrolb-demo -- --down

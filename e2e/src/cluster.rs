@@ -176,6 +176,11 @@ impl Cluster {
     /// mode), started on first use. `None` (after printing why) when the test should be skipped;
     /// panics under CI when it cannot start.
     pub fn shared() -> Option<&'static Cluster> {
+        Self::shared_with(ClusterOptions::default())
+    }
+
+    /// [`Cluster::shared`] with other options (the first caller's options win).
+    pub fn shared_with(opts: ClusterOptions) -> Option<&'static Cluster> {
         if !env::require_root() || !env::require("real nodes", missing()) {
             return None;
         }
@@ -187,12 +192,12 @@ impl Cluster {
         if let Some(c) = SHARED.get() {
             return Some(c);
         }
-        let c = std::thread::spawn(|| {
+        let c = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime for the cluster start");
-            rt.block_on(Cluster::start(&ClusterOptions::default()))
+            rt.block_on(Cluster::start(&opts))
         })
         .join()
         .expect("the cluster start thread does not panic")
@@ -464,6 +469,7 @@ impl Cluster {
         let n = nodes.get_mut(i).context("no such node")?;
         if n.containerd.is_none() {
             n.containerd = Some(start_containerd(&n.plan)?);
+            wait_containerd(&n.plan, n.containerd.as_mut())?;
         }
         if n.kubelet.is_none() {
             n.kubelet = Some(start_kubelet(&n.plan)?);
@@ -505,7 +511,11 @@ fn node_ready(n: &Node) -> bool {
 }
 
 fn start_logged(label: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<Process> {
-    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let out = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("creating {}", log.display()))?;
     cmd.stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
@@ -596,16 +606,7 @@ fn start_node(
             .args(args);
         c
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while run_checked(&mut ctr(&["version"])).is_err() {
-        if let Some(dead) = node.containerd.as_mut().and_then(Process::exited) {
-            bail!("{dead}");
-        }
-        if Instant::now() > deadline {
-            bail!("containerd of {ns} did not answer within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_containerd(plan, node.containerd.as_mut())?;
     for a in archives {
         run_checked(ctr(&["images", "import"]).arg(a))
             .with_context(|| format!("importing {} into {ns}", a.display()))?;
@@ -628,6 +629,43 @@ fn start_containerd(plan: &NodePlan) -> anyhow::Result<Process> {
             .arg(plan.containerd_config()),
         &plan.dir.join("containerd.log"),
     )
+}
+
+/// Waits (bounded) until containerd answers and its CRI plugin has booted: a kubelet started
+/// earlier exits with "server is not initialized yet".
+fn wait_containerd(plan: &NodePlan, mut process: Option<&mut Process>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let log = plan.dir.join("containerd.log");
+    loop {
+        let booted = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("containerd successfully booted"))
+            .count();
+        // The log is appended to across restarts: one line per start so far.
+        let starts = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("starting containerd"))
+            .count();
+        let answers = Command::new("ctr")
+            .arg("--address")
+            .arg(plan.containerd_socket())
+            .arg("version")
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if answers && booted >= starts && booted > 0 {
+            return Ok(());
+        }
+        if let Some(dead) = process.as_deref_mut().and_then(Process::exited) {
+            bail!("{dead}");
+        }
+        if Instant::now() > deadline {
+            bail!("containerd of {} not ready within 60 s", plan.name);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn start_kubelet(plan: &NodePlan) -> anyhow::Result<Process> {

@@ -264,7 +264,12 @@ fn failures_as_they_happen_in_clusters_move_addresses_without_two_holders() {
         local_samples.len(),
         routed_samples.len()
     );
-    assert_eq!(rf, 0, "virtual address failed during the rollout");
+    assert_eq!(
+        rf,
+        0,
+        "requests to the virtual address failed during the rollout:\n{}",
+        failures(&routed_samples)
+    );
     assert!(lgap < Duration::from_secs(30), "gap {lgap:?}");
 
     // 3. The holder is cordoned and drained (its app pod evicted; DaemonSet pods stay).

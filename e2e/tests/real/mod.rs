@@ -154,31 +154,7 @@ pub fn install_chart(c: &Cluster) {
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ok, out) = c.helm(&argv);
         assert!(ok, "helm install failed:\n{out}");
-        let nodes = c.node_names().len().to_string();
-        wait(
-            "the agent DaemonSet Ready on every node and both allocators Ready",
-            Duration::from_secs(240),
-            || {
-                let agents = jsonpath(
-                    c,
-                    &["daemonset", "-n", "ferrolb-system", "ferrolb-agent"],
-                    "{.status.numberReady}",
-                )?;
-                let allocators = jsonpath(
-                    c,
-                    &["deployment", "-n", "ferrolb-system", "ferrolb-allocator"],
-                    "{.status.readyReplicas}",
-                )?;
-                if agents == nodes && allocators == "2" {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "agents ready {agents:?}, allocators ready {allocators:?}\n{}",
-                        c.kubectl(&["get", "pods", "-A", "-o", "wide"]).1
-                    ))
-                }
-            },
-        );
+        wait_ferrolb_ready(c);
     });
 }
 
@@ -271,6 +247,9 @@ spec:
 pub struct Sample {
     pub at: Duration,
     pub ok: bool,
+    /// How long the request took, and curl's error when it failed.
+    pub took: Duration,
+    pub error: Option<String>,
     /// Nodes whose LAN interface held the address at that moment (local addresses only).
     pub holders: Vec<String>,
 }
@@ -294,13 +273,25 @@ impl Probe {
                 && started.elapsed() < Duration::from_secs(600)
             {
                 let at = started.elapsed();
-                let ok = get_from_client(c, &ip).is_ok_and(|b| b.contains("pod=app-"));
+                let result = get_from_client(c, &ip);
+                let took = started.elapsed() - at;
+                let ok = result.as_ref().is_ok_and(|b| b.contains("pod=app-"));
+                let error = (!ok).then(|| match result {
+                    Ok(body) => format!("unexpected answer: {body}"),
+                    Err(e) => e.lines().last().unwrap_or_default().to_string(),
+                });
                 let holders = if sample_holders {
                     holders_of(c, &ip)
                 } else {
                     Vec::new()
                 };
-                samples.push(Sample { at, ok, holders });
+                samples.push(Sample {
+                    at,
+                    ok,
+                    took,
+                    error,
+                    holders,
+                });
                 std::thread::sleep(Duration::from_millis(100));
             }
             samples
@@ -360,6 +351,23 @@ pub fn outage(samples: &[Sample]) -> (usize, Duration) {
     (failed, longest)
 }
 
+/// The failed requests, one line each: when, how long, why.
+pub fn failures(samples: &[Sample]) -> String {
+    samples
+        .iter()
+        .filter(|s| !s.ok)
+        .map(|s| {
+            format!(
+                "  at {:.2} s, after {:.2} s: {}",
+                s.at.as_secs_f64(),
+                s.took.as_secs_f64(),
+                s.error.as_deref().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub fn assert_never_two_holders(what: &str, samples: &[Sample]) {
     if let Some(s) = samples.iter().find(|s| s.holders.len() > 1) {
         panic!("{what}: held by {:?} at once, {:?} in", s.holders, s.at);
@@ -414,4 +422,33 @@ pub fn shared_use() -> std::sync::RwLockReadGuard<'static, ()> {
 
 pub fn exclusive_use() -> std::sync::RwLockWriteGuard<'static, ()> {
     USE.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits until the agent DaemonSet is Ready on every node and both allocators are Ready.
+pub fn wait_ferrolb_ready(c: &Cluster) {
+    let nodes = c.node_names().len().to_string();
+    wait(
+        "the agent DaemonSet Ready on every node and both allocators Ready",
+        Duration::from_secs(240),
+        || {
+            let agents = jsonpath(
+                c,
+                &["daemonset", "-n", "ferrolb-system", "ferrolb-agent"],
+                "{.status.numberReady}",
+            )?;
+            let allocators = jsonpath(
+                c,
+                &["deployment", "-n", "ferrolb-system", "ferrolb-allocator"],
+                "{.status.readyReplicas}",
+            )?;
+            if agents == nodes && allocators == "2" {
+                Ok(())
+            } else {
+                Err(format!(
+                    "agents ready {agents:?}, allocators ready {allocators:?}\n{}",
+                    c.kubectl(&["get", "pods", "-A", "-o", "wide"]).1
+                ))
+            }
+        },
+    );
 }

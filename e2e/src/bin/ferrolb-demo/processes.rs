@@ -1,35 +1,16 @@
-//! `make demo`: the whole ferrolb world on this machine, shown step by step with real output
-//! only. `--down` removes what an interrupted run left; `--respond NAME PORT` is the per-node
-//! TCP responder the demo runs in each node namespace (it stands in for kube-proxy).
+//! `ferrolb-demo --processes`: the earlier demo, without kubelets: ferrolb's binaries run as
+//! processes (the allocator on the host, agent and bird-sidecar with BIRD in each node
+//! namespace) and a TCP responder in each node stands in for kube-proxy and a pod. It starts in
+//! seconds and needs no images.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ferrolb_e2e::world::{RESPONDER_PORT, World};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--respond") {
-        return respond(&args[2], args[3].parse()?).await;
-    }
-    if args.iter().any(|a| a == "--down") {
-        ferrolb_e2e::controlplane::cleanup_leftovers();
-        let removed = ferrolb_e2e::topology::cleanup_leftovers("flb")?;
-        println!("removed leftovers of earlier demo and test runs: {removed:?}");
-        return Ok(());
-    }
-    if let Some(why) = ferrolb_e2e::controlplane::ControlPlane::missing() {
-        anyhow::bail!("{why}");
-    }
-    let result = demo().await;
-    if let Err(e) = &result {
-        eprintln!("\nthe demo stopped: {e:#}");
-    }
-    result
-}
+use crate::{heading, show_cmd};
 
-async fn demo() -> anyhow::Result<()> {
+pub async fn run() -> anyhow::Result<()> {
     heading("1. A real control plane, 3 node namespaces on a LAN, an FRR ToR and a client");
     let started = Instant::now();
     let world = World::start("demo", 3).await?;
@@ -273,33 +254,5 @@ fn url(addr: IpAddr) -> String {
     match addr {
         IpAddr::V4(a) => format!("http://{a}:{RESPONDER_PORT}/"),
         IpAddr::V6(a) => format!("http://[{a}]:{RESPONDER_PORT}/"),
-    }
-}
-
-fn heading(text: &str) {
-    println!("\n=== {text}");
-}
-
-fn show_cmd(cmd: &str) {
-    println!("$ {cmd}");
-}
-
-/// Answers every connection with a one-line HTTP response naming the node.
-async fn respond(node: &str, port: u16) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind(("::", port)).await?;
-    let body = format!("hello from {node}\n");
-    loop {
-        let (mut conn, _) = listener.accept().await?;
-        let body = body.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await;
-            let reply = format!(
-                "HTTP/1.0 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = conn.write_all(reply.as_bytes()).await;
-        });
     }
 }
