@@ -1,6 +1,7 @@
 //! Authenticated gossip with real chitchat nodes: nodes sharing the key see each other; a node
 //! with a wrong key, unsigned chitchat and garbage inject no node, key or heartbeat, and every
-//! such datagram is counted. Runs on loopback in the test process.
+//! such datagram is counted; a replayed, stale or reflected datagram draws no answer; a key
+//! rotates in two phases without a moment of split. Runs on loopback in the test process.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, RwLock};
@@ -47,7 +48,7 @@ async fn node(
 ) -> (ChitchatHandle, AuthCounters) {
     let keys = GossipKeys::from_secret(Some(key.as_bytes()), None).expect("test key");
     let counters = AuthCounters::default();
-    let transport = AuthenticatedUdp::new(Arc::new(RwLock::new(keys)), counters.clone());
+    let transport = AuthenticatedUdp::new(name, Arc::new(RwLock::new(keys)), counters.clone());
     let handle = spawn_chitchat(
         config(name, addr, seeds),
         vec![(format!("h/{name}"), "x".into())],
@@ -143,14 +144,18 @@ async fn a_rotated_key_keeps_old_and_new_nodes_together() {
     // node-a already has the new key with the old one as previousKey; node-b still the old.
     let keys = GossipKeys::from_secret(Some(WRONG.as_bytes()), Some(KEY.as_bytes())).expect("keys");
     let counters = AuthCounters::default();
-    let transport = AuthenticatedUdp::new(Arc::new(RwLock::new(keys)), counters.clone());
+    let transport = AuthenticatedUdp::new("node-a", Arc::new(RwLock::new(keys)), counters.clone());
     let a = spawn_chitchat(config("node-a", a_addr, &[b_addr]), vec![], &transport)
         .await
         .expect("chitchat");
     // node-b must accept node-a's new key too: it has been rolled the other way round.
     let keys_b =
         GossipKeys::from_secret(Some(KEY.as_bytes()), Some(WRONG.as_bytes())).expect("keys");
-    let transport_b = AuthenticatedUdp::new(Arc::new(RwLock::new(keys_b)), AuthCounters::default());
+    let transport_b = AuthenticatedUdp::new(
+        "node-b",
+        Arc::new(RwLock::new(keys_b)),
+        AuthCounters::default(),
+    );
     let b = spawn_chitchat(config("node-b", b_addr, &[a_addr]), vec![], &transport_b)
         .await
         .expect("chitchat");
@@ -169,4 +174,186 @@ async fn a_rotated_key_keeps_old_and_new_nodes_together() {
     assert_eq!(counters.rejected.get(), 0);
     a.shutdown().await.expect("stop");
     b.shutdown().await.expect("stop");
+}
+
+/// The datagrams `socket` receives within `wait`.
+fn answers(socket: &UdpSocket, wait: Duration) -> usize {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let mut buf = vec![0u8; 70_000];
+    let mut n = 0;
+    let end = Instant::now() + wait;
+    while Instant::now() < end {
+        if socket.recv_from(&mut buf).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Issue 16 item 14: the MAC covered the payload only, so a captured Syn could be sent again
+/// (from anywhere) and drew a SynAck of up to 64 KiB each time: an amplifier. Now a datagram
+/// is answered once, and not at all when it is stale, comes from another source than it was
+/// signed for, or was signed for another receiver.
+// Blocking reads on this thread while chitchat answers on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_stale_or_reflected_syn_draws_no_answer() {
+    let (b_addr, c_addr) = (free_addr(), free_addr());
+    let (b, b_counters) = node("node-b", b_addr, &[], KEY).await;
+    // "node-x": a key holder's datagrams, sealed here; its socket sees b's answers.
+    let x = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    let x_addr = x.local_addr().expect("addr");
+    let victim = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    let keys = GossipKeys::from_secret(Some(KEY.as_bytes()), None).expect("key");
+    let syn = ChitchatMessage::Syn {
+        cluster_id: "ferrolb".into(),
+        digest: Default::default(),
+    }
+    .serialize_to_vec();
+    let now = ferrolb_lbnodeagent::gossip::auth::now_micros();
+    let fresh = keys.seal_as("node-x", x_addr, now, b_addr, &syn);
+
+    x.send_to(&fresh, b_addr).expect("send");
+    assert_eq!(
+        answers(&x, Duration::from_millis(500)),
+        1,
+        "a fresh Syn is answered"
+    );
+    let rejected = b_counters.rejected.get();
+
+    let stale = keys.seal_as("node-x", x_addr, now - 60_000_000, b_addr, &syn);
+    let for_c = keys.seal_as("node-x", x_addr, now + 2, c_addr, &syn);
+    let cases: Vec<(&str, &UdpSocket, &[u8])> = vec![
+        ("the same datagram again (replay)", &x, &fresh),
+        ("a minute old", &x, &stale),
+        ("signed for another node", &x, &for_c),
+        (
+            "sent again from another address (reflection)",
+            &victim,
+            &fresh,
+        ),
+    ];
+    for (name, from, datagram) in &cases {
+        from.send_to(datagram, b_addr).expect("send");
+        assert_eq!(
+            answers(&x, Duration::from_millis(300)),
+            0,
+            "{name}: answered"
+        );
+        assert_eq!(
+            answers(&victim, Duration::from_millis(10)),
+            0,
+            "{name}: reflected"
+        );
+    }
+    assert_eq!(
+        b_counters.rejected.get() - rejected,
+        cases.len() as u64,
+        "every one is counted"
+    );
+    b.shutdown().await.expect("stop");
+}
+
+const K1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const K2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+fn secret(key: &str, previous: Option<&str>) -> GossipKeys {
+    GossipKeys::from_secret(Some(key.as_bytes()), previous.map(str::as_bytes)).expect("keys")
+}
+
+struct Member {
+    handle: ChitchatHandle,
+    keys: Arc<RwLock<GossipKeys>>,
+    counters: AuthCounters,
+}
+
+async fn members(names: &[&str], keys: GossipKeys) -> Vec<Member> {
+    let addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let shared = Arc::new(RwLock::new(keys.clone()));
+        let counters = AuthCounters::default();
+        let transport = AuthenticatedUdp::new(name, shared.clone(), counters.clone());
+        let seeds: Vec<SocketAddr> = addrs.iter().copied().filter(|a| *a != addrs[i]).collect();
+        let handle = spawn_chitchat(config(name, addrs[i], &seeds), vec![], &transport)
+            .await
+            .expect("chitchat");
+        out.push(Member {
+            handle,
+            keys: shared,
+            counters,
+        });
+    }
+    out
+}
+
+/// Every member sees all `n` live, within a bound.
+async fn all_live(ms: &[Member], n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for m in ms {
+        while live_names(&m.handle).await.len() != n {
+            assert!(
+                Instant::now() < deadline,
+                "{:?}",
+                live_names(&m.handle).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn rejected(ms: &[Member]) -> Vec<u64> {
+    ms.iter().map(|m| m.counters.rejected.get()).collect()
+}
+
+/// Issue 16 item 14: agents re-read the Secret on their own schedule (every 10 s), so the old
+/// one-step rotation (new `key`, old one as `previousKey`) had agents that already signed with
+/// the new key while others did not accept it yet: a split of up to 10 s. The two-phase
+/// rotation (docs/install.md) never has one: first every agent accepts the new key while still
+/// signing with the old one, then every agent signs with the new one, then the old one goes.
+/// Each step here reaches one agent at a time, the others keeping what they had, and no
+/// datagram is ever dropped.
+#[tokio::test]
+async fn a_two_phase_rotation_never_splits_gossip_while_agents_re_read_one_by_one() {
+    let names = ["node-a", "node-b", "node-c"];
+    let ms = members(&names, secret(K1, None)).await;
+    all_live(&ms, 3).await;
+    let phases: [(&str, GossipKeys); 3] = [
+        (
+            "1. accept the new key: key=K1, previousKey=K2",
+            secret(K1, Some(K2)),
+        ),
+        (
+            "2. sign with it: key=K2, previousKey=K1",
+            secret(K2, Some(K1)),
+        ),
+        ("3. drop the old key: key=K2", secret(K2, None)),
+    ];
+    for (phase, keys) in phases {
+        for (i, m) in ms.iter().enumerate() {
+            *m.keys.write().expect("keys") = keys.clone();
+            // Several gossip rounds with this agent ahead of the others.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert_eq!(
+                rejected(&ms),
+                [0, 0, 0],
+                "{phase}: datagrams dropped once {} had it",
+                names[i]
+            );
+        }
+    }
+    all_live(&ms, 3).await;
+
+    // The one-step rotation it replaces: the first agent to re-read is cut off.
+    *ms[0].keys.write().expect("keys") = secret(K1, Some(K2));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        rejected(&ms)[1..].iter().all(|&r| r > 0),
+        "the others must drop what the first signs with a key they lack: {:?}",
+        rejected(&ms)
+    );
+    for m in ms {
+        m.handle.shutdown().await.expect("stop");
+    }
 }

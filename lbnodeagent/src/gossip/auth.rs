@@ -1,14 +1,25 @@
 //! Authenticated gossip: a chitchat transport that signs every datagram with HMAC-SHA256 under
 //! the `ferrolb-gossip` Secret's `key` and accepts `key` or `previousKey`, so keys rotate
-//! without a gap. Datagrams without a valid MAC are dropped and counted; they never reach
-//! chitchat, so a rogue sender injects no node, key or heartbeat.
+//! without a gap (two-phase: docs/install.md). Datagrams without a valid MAC are dropped and
+//! counted; they never reach chitchat, so a rogue sender injects no node, key or heartbeat.
 //!
-//! Limits: the MAC adds 32 bytes to chitchat's datagrams, which chitchat itself sizes up to the
-//! UDP maximum; a datagram that no longer fits is dropped and counted. There is no replay
-//! window: a replayed datagram carries only versions chitchat has already seen.
+//! The MAC binds more than the payload ([`GossipKeys::seal`]): the sending node's name, a sequence number
+//! that is its clock in microseconds, and both socket addresses, the sender's and the
+//! receiver's. So a datagram is dropped when it comes from another address than the one it was
+//! signed for (a replay with a forged source, e.g. to turn a Syn's SynAck of up to 64 KiB onto
+//! a victim), when it is delivered to a node it was not sent to, when its time is more than
+//! [`MAX_AGE`] away from the receiver's clock, or when the receiver has seen it already
+//! ([`ReplayGuard`], bounded).
+//!
+//! Limits: the envelope adds at most 300 bytes to chitchat's datagrams, which chitchat itself
+//! sizes up to the UDP maximum; a datagram that no longer fits is dropped and counted. chitchat
+//! relays other nodes' states, so what a node says about a third one is only as good as the
+//! key holders: the election takes as candidates only nodes whose per-node Lease is alive and
+//! names the gossip address they use (`gossip::view`).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use chitchat::transport::{Socket, Transport};
@@ -21,8 +32,14 @@ use ferrolb_api::contracts::gossip::KEY_BYTES;
 
 type HmacSha256 = Hmac<Sha256>;
 
+pub use super::replay::{MAX_AGE, ReplayGuard, Verdict};
+
 /// Bytes of the MAC at the end of each datagram.
 pub const MAC_LEN: usize = 32;
+/// The first byte of every datagram: the envelope's layout.
+pub const ENVELOPE_VERSION: u8 = 2;
+/// The longest node name an envelope carries (a DNS subdomain is at most 253).
+const MAX_NODE_LEN: usize = 253;
 /// The largest UDP payload over IPv4.
 const MAX_DATAGRAM: usize = 65_507;
 
@@ -66,26 +83,142 @@ impl GossipKeys {
         Ok(Self { current, previous })
     }
 
-    /// Signs a chitchat payload: the payload followed by its MAC under the current key.
-    pub fn sign(&self, payload: &mut Vec<u8>) {
-        let mut mac = HmacSha256::new_from_slice(&self.current).expect("HMAC takes any key length");
-        mac.update(payload);
-        payload.extend_from_slice(&mac.finalize().into_bytes());
+    /// Seals a chitchat payload under the current key: `version | node length | node | seq
+    /// (8 bytes, big endian) | payload | MAC`, the MAC over everything before it and, not sent,
+    /// the sender's and the receiver's socket addresses.
+    pub fn seal(&self, sender: &Sender, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        seal(
+            &self.current,
+            &sender.node,
+            sender.addr,
+            sender.next_seq(),
+            to,
+            payload,
+        )
     }
 
-    /// The payload of a datagram whose MAC is valid under the current or the previous key.
-    pub fn verify<'a>(&self, datagram: &'a [u8]) -> Option<&'a [u8]> {
+    /// A datagram as `node` at `from` would have sealed it with sequence `seq` (tests make
+    /// stale and replayed ones with it).
+    pub fn seal_as(
+        &self,
+        node: &str,
+        from: SocketAddr,
+        seq: u64,
+        to: SocketAddr,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        seal(&self.current, node, from, seq, to, payload)
+    }
+
+    /// Opens a datagram received on `to` from `from`: its envelope, when its MAC is valid under
+    /// the current or the previous key.
+    pub fn open<'a>(
+        &self,
+        datagram: &'a [u8],
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Option<Opened<'a>> {
         let split = datagram.len().checked_sub(MAC_LEN)?;
-        let (payload, tag) = datagram.split_at(split);
-        std::iter::once(&self.current)
+        let (body, tag) = datagram.split_at(split);
+        let opened = parse(body)?;
+        let valid = std::iter::once(&self.current)
             .chain(self.previous.as_ref())
             .any(|key| {
-                let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
-                mac.update(payload);
-                mac.verify_slice(tag).is_ok()
-            })
-            .then_some(payload)
+                // `verify_slice` compares in constant time.
+                mac(key, body, from, to).verify_slice(tag).is_ok()
+            });
+        valid.then_some(opened)
     }
+}
+
+/// Who signs: this node's name, its gossip address, and its sequence (its clock in
+/// microseconds, strictly increasing).
+#[derive(Debug)]
+pub struct Sender {
+    pub node: String,
+    pub addr: SocketAddr,
+    last: Mutex<u64>,
+}
+
+impl Sender {
+    pub fn new(node: &str, addr: SocketAddr) -> Self {
+        Self {
+            node: node.to_string(),
+            addr,
+            last: Mutex::new(0),
+        }
+    }
+
+    /// The next sequence number: now in microseconds since the epoch, or one past the last.
+    pub fn next_seq(&self) -> u64 {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        *last = now_micros().max(*last + 1);
+        *last
+    }
+}
+
+/// Microseconds since the epoch on this node's clock.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A datagram whose MAC was valid: who sent it, when, and the chitchat payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opened<'a> {
+    pub node: &'a str,
+    pub seq: u64,
+    pub payload: &'a [u8],
+}
+
+/// See [`GossipKeys::seal`]. A node name longer than [`MAX_NODE_LEN`] is cut (and so no longer
+/// the name the receiver is told).
+fn seal(
+    key: &[u8; KEY_BYTES],
+    node: &str,
+    from: SocketAddr,
+    seq: u64,
+    to: SocketAddr,
+    payload: &[u8],
+) -> Vec<u8> {
+    let node = &node.as_bytes()[..node.len().min(MAX_NODE_LEN)];
+    let mut out = Vec::with_capacity(2 + node.len() + 8 + payload.len() + MAC_LEN);
+    out.push(ENVELOPE_VERSION);
+    out.push(u8::try_from(node.len()).expect("at most 253"));
+    out.extend_from_slice(node);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(payload);
+    let tag = mac(key, &out, from, to).finalize().into_bytes();
+    out.extend_from_slice(&tag);
+    out
+}
+
+fn parse(body: &[u8]) -> Option<Opened<'_>> {
+    let (&version, rest) = body.split_first()?;
+    if version != ENVELOPE_VERSION {
+        return None;
+    }
+    let (&len, rest) = rest.split_first()?;
+    let (node, rest) = rest.split_at_checked(usize::from(len))?;
+    let (seq, payload) = rest.split_at_checked(8)?;
+    Some(Opened {
+        node: std::str::from_utf8(node).ok()?,
+        seq: u64::from_be_bytes(seq.try_into().ok()?),
+        payload,
+    })
+}
+
+/// The MAC over `body` and both addresses (each as text with its length: unambiguous).
+fn mac(key: &[u8], body: &[u8], from: SocketAddr, to: SocketAddr) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    for addr in [from, to] {
+        let text = addr.to_string();
+        mac.update(&[u8::try_from(text.len()).unwrap_or(u8::MAX)]);
+        mac.update(text.as_bytes());
+    }
+    mac.update(body);
+    mac
 }
 
 fn parse_key(field: &'static str, raw: &[u8]) -> Result<[u8; KEY_BYTES], KeyError> {
@@ -102,7 +235,8 @@ fn parse_key(field: &'static str, raw: &[u8]) -> Result<[u8; KEY_BYTES], KeyErro
 /// Counters of the authenticated transport (exported as metrics by the agent).
 #[derive(Clone, Debug, Default)]
 pub struct AuthCounters {
-    /// Datagrams dropped: no valid MAC, not chitchat, or too large once signed.
+    /// Datagrams dropped: no valid MAC (or one for another sender or receiver address), too
+    /// old or new, replayed, not chitchat, or too large once signed.
     pub rejected: Counter,
     pub accepted: Counter,
 }
@@ -111,13 +245,19 @@ pub struct AuthCounters {
 /// so that a Secret update takes effect on the open socket.
 #[derive(Clone)]
 pub struct AuthenticatedUdp {
+    node: String,
     keys: Arc<RwLock<GossipKeys>>,
     counters: AuthCounters,
 }
 
 impl AuthenticatedUdp {
-    pub fn new(keys: Arc<RwLock<GossipKeys>>, counters: AuthCounters) -> Self {
-        Self { keys, counters }
+    /// `node`: this node's name, bound into every datagram it sends.
+    pub fn new(node: &str, keys: Arc<RwLock<GossipKeys>>, counters: AuthCounters) -> Self {
+        Self {
+            node: node.to_string(),
+            keys,
+            counters,
+        }
     }
 }
 
@@ -129,8 +269,10 @@ impl Transport for AuthenticatedUdp {
             .map_err(|e| anyhow::anyhow!("cannot bind {listen_addr}/UDP for gossip: {e}"))?;
         Ok(Box::new(AuthenticatedSocket {
             socket,
+            sender: Sender::new(&self.node, listen_addr),
             keys: self.keys.clone(),
             counters: self.counters.clone(),
+            replay: ReplayGuard::default(),
             buf: vec![0; MAX_DATAGRAM],
         }))
     }
@@ -138,8 +280,10 @@ impl Transport for AuthenticatedUdp {
 
 struct AuthenticatedSocket {
     socket: tokio::net::UdpSocket,
+    sender: Sender,
     keys: Arc<RwLock<GossipKeys>>,
     counters: AuthCounters,
+    replay: ReplayGuard,
     buf: Vec<u8>,
 }
 
@@ -152,9 +296,9 @@ impl AuthenticatedSocket {
 #[async_trait]
 impl Socket for AuthenticatedSocket {
     async fn send(&mut self, to: SocketAddr, message: ChitchatMessage) -> anyhow::Result<()> {
-        let mut payload = Vec::with_capacity(message.serialized_len() + MAC_LEN);
+        let mut payload = Vec::with_capacity(message.serialized_len());
         message.serialize(&mut payload);
-        self.keys().sign(&mut payload);
+        let payload = self.keys().seal(&self.sender, to, &payload);
         if payload.len() > MAX_DATAGRAM {
             self.counters.rejected.inc();
             tracing::warn!(to = %to, bytes = payload.len(), "gossip datagram too large once signed; dropped");
@@ -176,11 +320,18 @@ impl Socket for AuthenticatedSocket {
                 Err(e) => return Err(anyhow::anyhow!("gossip receive failed: {e}")),
             };
             let keys = self.keys();
-            let Some(mut payload) = keys.verify(&self.buf[..n]) else {
+            let Some(opened) = keys.open(&self.buf[..n], from, self.sender.addr) else {
                 self.counters.rejected.inc();
                 tracing::debug!(from = %from, bytes = n, "gossip datagram without a valid MAC dropped");
                 continue;
             };
+            let verdict = self.replay.check(opened.node, opened.seq, now_micros());
+            if verdict != Verdict::Fresh {
+                self.counters.rejected.inc();
+                tracing::debug!(from = %from, node = opened.node, ?verdict, "gossip datagram dropped");
+                continue;
+            }
+            let mut payload = opened.payload;
             match ChitchatMessage::deserialize(&mut payload) {
                 Ok(message) => {
                     self.counters.accepted.inc();
@@ -260,14 +411,16 @@ mod tests {
         }
     }
 
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
     #[test]
     fn accepts_current_and_previous_keys_only() {
         let payload = b"chitchat bytes".to_vec();
-        let signed_with = |k: &GossipKeys| {
-            let mut p = payload.clone();
-            k.sign(&mut p);
-            p
-        };
+        let (a, b) = (addr("192.0.2.11:7947"), addr("192.0.2.12:7947"));
+        let sender = Sender::new("node-a", a);
+        let signed_with = |k: &GossipKeys| k.seal(&sender, b, &payload);
         let by_k1 = signed_with(&keys(K1, None));
         let by_k2 = signed_with(&keys(K2, None));
         let cases: Vec<(&str, GossipKeys, Vec<u8>, bool)> = vec![
@@ -285,6 +438,12 @@ mod tests {
                 by_k2.clone(),
                 true,
             ),
+            (
+                "rotation, first phase: the next key accepted before anyone signs with it",
+                keys(K1, Some(K2)),
+                by_k2.clone(),
+                true,
+            ),
             ("unsigned", keys(K1, None), payload.clone(), false),
             (
                 "garbage shorter than a MAC",
@@ -293,23 +452,61 @@ mod tests {
                 false,
             ),
             ("empty", keys(K1, None), vec![], false),
-            (
-                "one bit flipped",
-                keys(K1, None),
-                {
-                    let mut p = by_k1.clone();
-                    p[0] ^= 1;
-                    p
-                },
-                false,
-            ),
         ];
         for (name, k, datagram, ok) in cases {
-            assert_eq!(k.verify(&datagram).is_some(), ok, "{name}");
-            if ok {
-                assert_eq!(k.verify(&datagram), Some(&payload[..]), "{name}");
+            let opened = k.open(&datagram, a, b);
+            assert_eq!(opened.is_some(), ok, "{name}");
+            if let Some(o) = opened {
+                assert_eq!((o.node, o.payload), ("node-a", &payload[..]), "{name}");
             }
         }
+    }
+
+    /// Issue 16 item 14: the MAC covered the payload only. Now the sender's name, its time and
+    /// both addresses are bound: changing any of them, or delivering the datagram from or to
+    /// another address, breaks the MAC.
+    #[test]
+    fn the_mac_binds_sender_time_and_both_addresses() {
+        let k = keys(K1, None);
+        let (a, b, c) = (
+            addr("192.0.2.11:7947"),
+            addr("192.0.2.12:7947"),
+            addr("192.0.2.13:7947"),
+        );
+        let sealed = k.seal(&Sender::new("node-a", a), b, b"syn");
+        let opened = k.open(&sealed, a, b).expect("valid as sent");
+        assert_eq!(opened.node, "node-a");
+        assert!(
+            opened.seq.abs_diff(now_micros()) < 10_000_000,
+            "the seq is the sender's clock"
+        );
+        let flip = |at: usize| {
+            let mut d = sealed.clone();
+            d[at] ^= 1;
+            d
+        };
+        let name_at = 2;
+        let seq_at = 2 + "node-a".len();
+        let payload_at = seq_at + 8;
+        let cases: Vec<(&str, Vec<u8>, SocketAddr, SocketAddr)> = vec![
+            ("another node's name", flip(name_at), a, b),
+            ("another time", flip(seq_at + 7), a, b),
+            ("another payload", flip(payload_at), a, b),
+            ("another envelope version", flip(0), a, b),
+            ("from a forged source (reflection)", sealed.clone(), c, b),
+            ("to another node (cross-node replay)", sealed.clone(), a, c),
+        ];
+        for (name, datagram, from, to) in cases {
+            assert_eq!(k.open(&datagram, from, to), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_are_the_clock_and_strictly_increase() {
+        let s = Sender::new("node-a", addr("192.0.2.11:7947"));
+        let seqs: Vec<u64> = (0..1000).map(|_| s.next_seq()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        assert!(seqs[0].abs_diff(now_micros()) < 10_000_000);
     }
 
     #[test]

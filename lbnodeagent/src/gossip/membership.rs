@@ -77,7 +77,7 @@ impl Membership {
             catchup_callback: None,
             extra_liveness_predicate: None,
         };
-        let transport = AuthenticatedUdp::new(keys, counters);
+        let transport = AuthenticatedUdp::new(&settings.node, keys, counters);
         let not_yet = Published {
             ineligible: Some(IneligibleReason::NotReady),
             ..Default::default()
@@ -130,7 +130,8 @@ impl Membership {
             // Live only once its key-values are here too: the failure detector can call a
             // node live from a digest before the delta with its keys arrives, and a node seen
             // without its `h/` keys would look as if it held nothing.
-            let alive = live.contains(id) && state.get(gossip::KEY_ELIGIBLE).is_some();
+            let heard = state.get(gossip::KEY_ELIGIBLE).is_some();
+            let alive = live.contains(id) && heard;
             let published = decode(state.key_values());
             let entry = by_name.entry(id.node_id.to_string()).or_insert_with(|| {
                 (
@@ -138,13 +139,17 @@ impl Membership {
                     Peer {
                         name: id.node_id.to_string(),
                         alive: false,
+                        heard: false,
+                        addr: None,
                         published: Published::default(),
                     },
                 )
             });
             entry.1.alive |= alive;
+            entry.1.heard |= heard;
             if id.generation_id >= entry.0 {
                 entry.0 = id.generation_id;
+                entry.1.addr = Some(id.gossip_advertise_addr);
                 entry.1.published = published;
             }
         }
@@ -158,6 +163,11 @@ impl Membership {
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// Stops at once, saying nothing more (a rejoin starts a new member right after).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.handle.shutdown().await
     }
 
     /// chitchat has no leave message: publish `eligible=false,stopping` with no `h/` keys,

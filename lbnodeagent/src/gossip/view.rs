@@ -1,14 +1,17 @@
-//! What nodes publish on gossip, read back into the election's terms, and the two rules that
-//! keep a local address on one node at a time: break before make, and claim nothing before the
-//! gossip view has settled. Pure: no chitchat handle, no clock of its own.
+//! What nodes publish on gossip, read back into the election's terms, and the rules that keep a
+//! local address on one node at a time: break before make, claim nothing before the gossip view
+//! has settled, and take no address that a node not yet heard from says it holds. Pure: no
+//! chitchat handle, no clock of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ferrolb_api::contracts::{IneligibleReason, eligible_value, gossip, parse_eligible};
 use ferrolb_api::election::{Contender, elect};
 use ipnetwork::IpNetwork;
+
+use super::leases::LeasedNode;
 
 /// What one node publishes (on gossip, and mirrored on its Lease).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -76,6 +79,11 @@ pub struct Peer {
     pub name: String,
     /// Live per the failure detector.
     pub alive: bool,
+    /// Its key-values have reached this agent (live or not since): what it published is known.
+    /// A node known only from another's digest has not been heard from.
+    pub heard: bool,
+    /// The gossip address it advertises (its newest generation's).
+    pub addr: Option<SocketAddr>,
     pub published: Published,
 }
 
@@ -86,14 +94,21 @@ pub struct View {
     pub peers: Vec<Peer>,
     /// The view has settled (see [`settled`]); until then this agent claims nothing.
     pub settled: bool,
+    /// The nodes whose per-node Lease is alive, as their Leases describe them.
+    pub leases: Vec<LeasedNode>,
 }
 
 impl View {
     /// The candidates for an address, as the election sees them. `endpoint_nodes`: with
     /// `externalTrafficPolicy: Local`, the nodes with a ready endpoint.
+    ///
+    /// Only nodes with an alive per-node Lease that names the gossip address they gossip from
+    /// (and this node) run: a key holder that invents a node, or poses as another node from
+    /// its own address, makes no candidate.
     pub fn contenders(&self, endpoint_nodes: Option<&BTreeSet<String>>) -> Vec<Contender> {
         self.peers
             .iter()
+            .filter(|p| p.name == self.me || self.leased_at(p))
             .map(|p| Contender {
                 name: p.name.clone(),
                 ineligible: p.published.ineligible,
@@ -116,11 +131,32 @@ impl View {
             .map(str::to_string)
     }
 
-    /// Another live node still says it holds `addr`.
+    /// `p` has an alive per-node Lease that names the address it gossips from.
+    fn leased_at(&self, p: &Peer) -> bool {
+        p.addr.is_some()
+            && self
+                .leases
+                .iter()
+                .any(|l| l.node == p.name && l.gossip_addr == p.addr)
+    }
+
+    /// The nodes with an alive per-node Lease that this agent has not heard from on gossip
+    /// yet (it has just started, or gossip to them is cut).
+    pub fn unheard(&self) -> impl Iterator<Item = &LeasedNode> {
+        self.leases.iter().filter(|l| {
+            l.node != self.me && !self.peers.iter().any(|p| p.heard && p.name == l.node)
+        })
+    }
+
+    /// Another live node still says it holds `addr` on gossip, or a node this agent has not
+    /// heard from yet says so on its Lease. The second is what keeps a restarting agent (or
+    /// one whose view settled by time alone, on a loaded machine) from taking an address off
+    /// a holder it has not heard from: an order of facts, not a race against a timer.
     pub fn held_elsewhere(&self, addr: IpAddr) -> bool {
         self.peers
             .iter()
             .any(|p| p.name != self.me && p.alive && p.published.holding.contains(&addr))
+            || self.unheard().any(|n| n.may_hold(addr))
     }
 
     /// This agent should have `addr` on its interface now: it is the elected holder, its view

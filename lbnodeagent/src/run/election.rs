@@ -6,15 +6,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use ferrolb_api::contracts::{NODE_LEASE_PREFIX, lease};
 use ipnetwork::IpNetwork;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::gossip::auth::{AuthCounters, GossipKeys};
+use crate::gossip::leases::LeaseClock;
 use crate::gossip::membership::{Membership, Settings};
 use crate::gossip::view::{Peer, Published, View, settled};
 use crate::metrics::Metrics;
@@ -60,14 +60,8 @@ pub(crate) struct Election {
     member: Option<Member>,
     /// This node was eligible after the last round.
     was_eligible: bool,
-    /// When it last became eligible: a node that rejoins (carrier back, label removed, ...)
-    /// settles again before it claims anything.
-    eligible_since: Option<Instant>,
-    /// It became eligible while gossip was already running (a rejoin): then only
-    /// `gossipSettle` settles its view. Hearing from every node does not: measured after a
-    /// cut of a few hundred ms, chitchat had the peers live again (their heartbeats come
-    /// through the others' digests) while their keys were still the ones from before the cut.
-    rejoined: bool,
+    /// When this agent saw each per-node Lease renewed (liveness on its own clock).
+    leases: LeaseClock,
     /// The last round's view had settled (to log the changes).
     was_settled: bool,
 }
@@ -112,14 +106,17 @@ impl Decider {
         }
     }
 
-    /// A node that is not live in gossip (crashed, or cut off) still published `addr`: its
-    /// copy may linger until its lifetime ends, so this node probes before it adds it.
+    /// A node that is not live in gossip (crashed, or cut off) still published `addr`, on
+    /// gossip or on its Lease: its copy may linger until its lifetime ends, so this node
+    /// probes before it adds it.
     pub fn lingering(&self, addr: IpAddr) -> bool {
         match self {
-            Decider::Elected(Some(v)) => v
-                .peers
-                .iter()
-                .any(|p| p.name != v.me && !p.alive && p.published.holding.contains(&addr)),
+            Decider::Elected(Some(v)) => {
+                v.peers
+                    .iter()
+                    .any(|p| p.name != v.me && !p.alive && p.published.holding.contains(&addr))
+                    || v.unheard().any(|n| n.may_hold(addr))
+            }
             _ => false,
         }
     }
@@ -162,8 +159,7 @@ impl Election {
             wake,
             member: None,
             was_eligible: false,
-            eligible_since: None,
-            rejoined: false,
+            leases: LeaseClock::default(),
             was_settled: false,
         }
     }
@@ -192,32 +188,26 @@ impl Election {
             .filter(|p| p.name != self.node)
             .collect();
         metrics.live_peers(peers.iter().filter(|p| p.alive).count());
-        if !self.was_eligible {
-            self.rejoined = true;
-        }
         let heard_from: BTreeSet<String> = peers
             .iter()
-            .filter(|p| p.alive && !self.rejoined)
+            .filter(|p| p.alive)
             .map(|p| p.name.clone())
             .chain([self.node.clone()])
             .collect();
-        let fresh: BTreeSet<String> = fresh_leases(leases, Timestamp::now())
-            .map(|(node, _)| node)
-            .collect();
-        // Not eligible after the last round: this round may be the one it (re)joins in, so the
-        // settle time starts now (only hearing from everyone settles it at once).
-        let since = match self.eligible_since {
-            Some(t) if self.was_eligible => t.max(member.started),
-            _ => Instant::now(),
-        };
-        let settled = settled(
-            &self.node,
-            since,
-            Instant::now(),
-            settle,
-            &fresh,
-            &heard_from,
-        );
+        let leased = self.leases.alive(leases, &self.node, Timestamp::now());
+        let fresh: BTreeSet<String> = leased.iter().map(|n| n.node.clone()).collect();
+        // Not eligible after the last round: this may be the round it (re)joins in, on the
+        // view of the member that ran while it was out; it claims nothing before the member
+        // that the end of this round starts anew has settled (see `publish`).
+        let settled = self.was_eligible
+            && settled(
+                &self.node,
+                member.started,
+                Instant::now(),
+                settle,
+                &fresh,
+                &heard_from,
+            );
         if settled != self.was_settled {
             let waiting: Vec<&String> = fresh.difference(&heard_from).collect();
             let view: Vec<String> = peers
@@ -230,6 +220,8 @@ impl Election {
         peers.push(Peer {
             name: self.node.clone(),
             alive: true,
+            heard: true,
+            addr: self.member.as_ref().map(|m| m.listen),
             published: Published {
                 ineligible: None,
                 subnets: subnets.clone(),
@@ -241,11 +233,18 @@ impl Election {
             me: self.node.clone(),
             peers,
             settled,
+            leases: leased,
         }))
     }
 
     /// After a round: gossip runs on `listen` (started, or moved), knows the nodes of the fresh
     /// Leases, and carries `published`.
+    ///
+    /// A node that becomes eligible again (carrier back, label removed, Ready again) starts
+    /// gossip anew: the old member's view of the others is what it heard before it went out,
+    /// and chitchat calls a peer live again from a digest (its heartbeat) one exchange before
+    /// its new key-values arrive. A new member knows a peer only with its key-values, so
+    /// "heard from everyone" means the same after a rejoin as after a start.
     pub async fn publish(
         &mut self,
         listen: Option<SocketAddr>,
@@ -253,16 +252,23 @@ impl Election {
         leases: &[Arc<Lease>],
     ) {
         let eligible = published.ineligible.is_none();
-        if eligible && !self.was_eligible {
-            self.eligible_since = Some(Instant::now());
-        }
+        let rejoining = eligible && !self.was_eligible;
         self.was_eligible = eligible;
         let Some(tuning) = self.tuning.clone() else {
             return;
         };
-        let seeds: BTreeSet<SocketAddr> = fresh_leases(leases, Timestamp::now())
-            .filter(|(node, _)| *node != self.node)
-            .filter_map(|(_, addr)| addr)
+        if rejoining && let Some(old) = self.member.take() {
+            info!("eligible again: gossip starts anew, so the view holds only what it hears now");
+            if let Err(e) = old.membership.stop().await {
+                warn!(error = %e, "stopping gossip failed");
+            }
+        }
+        let seeds: BTreeSet<SocketAddr> = self
+            .leases
+            .alive(leases, &self.node, Timestamp::now())
+            .into_iter()
+            .filter(|n| n.node != self.node)
+            .filter_map(|n| n.gossip_addr)
             .collect();
         if let Some(listen) = listen
             && self.member.as_ref().is_none_or(|m| m.listen != listen)
@@ -331,70 +337,5 @@ impl Election {
         if let Err(e) = member.membership.leave(LEAVE_ROUNDS, interval).await {
             warn!(error = %e, "stopping gossip failed");
         }
-    }
-}
-
-/// The nodes whose per-node Lease is fresh (renewTime + duration in the future), with the
-/// gossip address they publish. Other Leases of the namespace (the allocator's) are not nodes.
-fn fresh_leases(
-    leases: &[Arc<Lease>],
-    now: Timestamp,
-) -> impl Iterator<Item = (String, Option<SocketAddr>)> + '_ {
-    leases.iter().filter_map(move |l| {
-        l.metadata
-            .name
-            .as_deref()?
-            .strip_prefix(NODE_LEASE_PREFIX)?;
-        let spec = l.spec.as_ref()?;
-        let renewed = spec.renew_time.as_ref()?.0;
-        let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds?));
-        if now.duration_since(renewed) >= duration {
-            return None;
-        }
-        let node = spec.holder_identity.clone()?;
-        let addr = l
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(lease::GOSSIP_ADDR))
-            .and_then(|a| a.parse().ok());
-        Some((node, addr))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::coordination::v1::LeaseSpec;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-
-    fn lease(name: &str, holder: &str, renewed: Timestamp) -> Arc<Lease> {
-        Arc::new(Lease {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                annotations: Some(
-                    [(lease::GOSSIP_ADDR.to_string(), "192.0.2.1:7947".to_string())].into(),
-                ),
-                ..ObjectMeta::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(holder.into()),
-                lease_duration_seconds: Some(15),
-                renew_time: Some(MicroTime(renewed)),
-                ..LeaseSpec::default()
-            }),
-        })
-    }
-
-    #[test]
-    fn only_fresh_per_node_leases_are_nodes() {
-        let now = Timestamp::now();
-        let leases = [
-            lease("ferrolb-node-a", "a", now),
-            lease("ferrolb-node-b", "b", now - SignedDuration::from_secs(20)),
-            lease("ferrolb-allocator", "ferrolb-allocator-7f9c", now),
-        ];
-        let nodes: Vec<String> = fresh_leases(&leases, now).map(|(n, _)| n).collect();
-        assert_eq!(nodes, ["a"]);
     }
 }

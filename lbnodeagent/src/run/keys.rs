@@ -1,5 +1,8 @@
 //! The gossip keys from the `ferrolb-gossip` Secret: read at start (no valid key, no agent) and
-//! read again every [`REREAD`], so a key rotation needs no restart.
+//! read again every [`REREAD`], so a key rotation needs no restart. Each agent re-reads on its
+//! own schedule, so a rotation is two-phase (docs/install.md): the new key goes into
+//! `previousKey` first (accepted, never signed with), and into `key` only once every agent has
+//! had it for a [`REREAD`] or more.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

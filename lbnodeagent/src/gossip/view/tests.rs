@@ -13,19 +13,45 @@ fn published(holding: &[&str]) -> Published {
     }
 }
 
+/// A gossip address per node name (distinct for the names these tests use).
+fn addr_of(name: &str) -> SocketAddr {
+    let n = name.bytes().map(u32::from).sum::<u32>() % 250 + 1;
+    format!("198.51.100.{n}:7947").parse().expect("addr")
+}
+
 fn peer(name: &str, alive: bool, holding: &[&str]) -> Peer {
     Peer {
         name: name.into(),
         alive,
+        heard: true,
+        addr: Some(addr_of(name)),
         published: published(holding),
     }
 }
 
+/// A view in which every peer has an alive per-node Lease naming its gossip address.
 fn view(me: &str, peers: Vec<Peer>, settled: bool) -> View {
+    let leases = peers
+        .iter()
+        .map(|p| LeasedNode {
+            gossip_addr: p.addr,
+            ..leased(&p.name, &[], false)
+        })
+        .collect();
     View {
         me: me.into(),
         peers,
         settled,
+        leases,
+    }
+}
+
+fn leased(node: &str, holding: &[&str], truncated: bool) -> LeasedNode {
+    LeasedNode {
+        node: node.into(),
+        gossip_addr: None,
+        holding: holding.iter().map(|a| ip(a)).collect(),
+        holding_truncated: truncated,
     }
 }
 
@@ -145,6 +171,137 @@ fn break_before_make_and_settling() {
     for (name, v, holding_now, want) in cases {
         assert_eq!(v.should_hold(a, None, holding_now), want, "{name}");
     }
+}
+
+/// Issue 16 item 8: an agent restarted during a rolling restart, on a loaded machine, took an
+/// address while the node holding it was still to be heard from on gossip (its view had
+/// settled by time, or the holder was not yet in it). What a node not yet heard from says on
+/// its Lease now counts: the newcomer waits until gossip shows that node let go.
+#[test]
+fn a_holder_not_yet_heard_from_keeps_its_address_by_its_lease() {
+    let a = ip("192.0.2.100");
+    let nodes = ["node-a", "node-b", "node-c"];
+    let everyone: Vec<Peer> = nodes.iter().map(|n| peer(n, true, &[])).collect();
+    let me = view("node-a", everyone.clone(), true)
+        .holder(a, None)
+        .expect("a holder");
+    // The others as a starting agent sees them: only itself heard from so far.
+    let alone = vec![peer(&me, true, &[])];
+    let with = |peers: Vec<Peer>, leases: Vec<LeasedNode>| View {
+        me: me.clone(),
+        peers,
+        settled: true,
+        leases,
+    };
+    let other = nodes.iter().find(|n| **n != me).expect("another node");
+    let cases: Vec<(&str, View, bool, bool)> = vec![
+        (
+            "settled by time, the holder unheard, its Lease lists the address: wait",
+            with(alone.clone(), vec![leased(other, &["192.0.2.100"], false)]),
+            false,
+            false,
+        ),
+        (
+            "the unheard node's Lease is truncated: it may hold it, wait",
+            with(alone.clone(), vec![leased(other, &[], true)]),
+            false,
+            false,
+        ),
+        (
+            "the unheard node holds other addresses only: claim",
+            with(alone.clone(), vec![leased(other, &["192.0.2.101"], false)]),
+            false,
+            true,
+        ),
+        (
+            "its own (older) Lease lists the address: claim",
+            with(alone.clone(), vec![leased(&me, &["192.0.2.100"], false)]),
+            false,
+            true,
+        ),
+        (
+            "already holding: keep (the other side lets go)",
+            with(alone, vec![leased(other, &["192.0.2.100"], false)]),
+            true,
+            true,
+        ),
+    ];
+    for (name, v, holding_now, want) in cases {
+        assert_eq!(v.should_hold(a, None, holding_now), want, "{name}");
+    }
+}
+
+/// Issue 16 item 14: any holder of the gossip key could invent a node with a low election hash,
+/// or pose as another node from its own address. Only nodes whose alive per-node Lease names
+/// the gossip address they gossip from are candidates (this node always is, for itself).
+#[test]
+fn only_nodes_with_a_lease_naming_their_gossip_address_are_candidates() {
+    let a = ip("192.0.2.100");
+    let names = ["node-a", "node-b", "node-c"];
+    let everyone = |v: &View| {
+        v.contenders(None)
+            .into_iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+    };
+    let full = view(
+        "node-a",
+        names.iter().map(|n| peer(n, true, &[])).collect(),
+        true,
+    );
+    assert_eq!(everyone(&full), names);
+    let winner = full.holder(a, None).expect("a holder");
+    let other = names.iter().find(|n| **n != winner && **n != "node-a");
+    let cases: Vec<(&str, Box<dyn Fn(&mut View)>, bool)> = vec![
+        (
+            "the winner has no Lease (invented)",
+            Box::new(|v: &mut View| v.leases.retain(|l| l.node != winner)),
+            false,
+        ),
+        (
+            "the winner's Lease names another gossip address (posed as)",
+            Box::new(|v: &mut View| {
+                for l in &mut v.leases {
+                    if l.node == winner {
+                        l.gossip_addr = Some(addr_of("someone else"));
+                    }
+                }
+            }),
+            false,
+        ),
+        (
+            "the winner's Lease names no gossip address",
+            Box::new(|v: &mut View| {
+                for l in &mut v.leases {
+                    if l.node == winner {
+                        l.gossip_addr = None;
+                    }
+                }
+            }),
+            false,
+        ),
+        ("all leased", Box::new(|_: &mut View| {}), true),
+    ];
+    for (name, change, winner_runs) in cases {
+        let mut v = full.clone();
+        change(&mut v);
+        let runs = everyone(&v);
+        assert_eq!(
+            runs.contains(&winner.to_string()),
+            winner_runs || winner == "node-a",
+            "{name}"
+        );
+        if let Some(other) = other {
+            assert!(
+                runs.contains(&other.to_string()),
+                "{name}: others still run"
+            );
+        }
+    }
+    // This node runs for itself without a Lease of its own (a cold start).
+    let mut cold = full.clone();
+    cold.leases.retain(|l| l.node != "node-a");
+    assert!(everyone(&cold).contains(&"node-a".to_string()));
 }
 
 #[test]

@@ -1,0 +1,222 @@
+//! The per-node Leases as the election reads them: which nodes are alive on this agent's own
+//! clock, where they gossip, and what they say they hold. Pure: the clock is passed in.
+//!
+//! A Lease's renewTime is the writer's clock, so it is data, not a clock (`api::node_lease`):
+//! a Lease counts as alive for its duration from the moment this agent saw its record change,
+//! as client-go's leader election does; one seen for the first time counts only while its
+//! renewTime is in the plausible recent past.
+//!
+//! When this agent's own Lease has not been seen renewed for its duration, its view of the
+//! Leases is what is stale (the API server or the watch is down), not the others: Leases are
+//! then judged as of the last moment its own renewal was seen, so an API outage takes no node
+//! out of the election.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use ferrolb_api::node_lease::{MAX_DURATION_SECS, NodeLease, Renewal};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+/// A node whose per-node Lease is alive, as its Lease describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeasedNode {
+    pub node: String,
+    /// Where it gossips (`ferrolb.io/gossip-addr`), when that parses.
+    pub gossip_addr: Option<SocketAddr>,
+    /// The local addresses it says it holds.
+    pub holding: BTreeSet<IpAddr>,
+    /// It holds more than the Lease lists.
+    pub holding_truncated: bool,
+}
+
+impl LeasedNode {
+    /// Its Lease says (or, truncated, may say) that it holds `addr`.
+    pub fn may_hold(&self, addr: IpAddr) -> bool {
+        self.holding_truncated || self.holding.contains(&addr)
+    }
+}
+
+/// When this agent saw each Lease's renewal record change.
+#[derive(Clone, Debug, Default)]
+pub struct LeaseClock {
+    /// Lease name → (the record, when it was seen, seen on the first sighting).
+    seen: BTreeMap<String, (Renewal, Timestamp, bool)>,
+}
+
+impl LeaseClock {
+    /// The nodes whose per-node Lease is alive at `now` (this agent's clock; see the module's
+    /// doc for `me`, this node). Other Leases of the namespace (the allocator's) and Leases that
+    /// cannot be believed are no nodes.
+    pub fn alive(&mut self, leases: &[Arc<Lease>], me: &str, now: Timestamp) -> Vec<LeasedNode> {
+        let mut judged = Vec::new();
+        let mut listed = BTreeSet::new();
+        for l in leases {
+            let Some(name) = l.metadata.name.clone() else {
+                continue;
+            };
+            let Some(lease) = NodeLease::from_lease(l) else {
+                continue;
+            };
+            let spec = l.spec.as_ref();
+            let renewal = Renewal {
+                holder: spec.and_then(|s| s.holder_identity.clone()),
+                renewed: lease.renewed,
+                duration: spec
+                    .and_then(|s| s.lease_duration_seconds)
+                    .map(i64::from)
+                    .filter(|d| (1..=MAX_DURATION_SECS).contains(d))
+                    .map(SignedDuration::from_secs),
+            };
+            listed.insert(name.clone());
+            let (record, seen, first) = self
+                .seen
+                .entry(name)
+                .and_modify(|(r, seen, first)| {
+                    if *r != renewal {
+                        *r = renewal.clone();
+                        *seen = now;
+                        *first = false;
+                    }
+                })
+                .or_insert_with(|| (renewal.clone(), now, true));
+            let expiry = record.expiry(*seen, *first);
+            judged.push((
+                expiry,
+                (lease.node == me).then_some(*seen),
+                LeasedNode {
+                    node: lease.node,
+                    gossip_addr: lease.gossip_addr.as_deref().and_then(|a| a.parse().ok()),
+                    holding: lease.holding,
+                    holding_truncated: lease.holding_truncated,
+                },
+            ));
+        }
+        self.seen.retain(|name, _| listed.contains(name));
+        // This agent renews its own Lease every 5 s: when it has not seen that for the Lease's
+        // duration, judge as of the last renewal it saw.
+        let horizon = match judged
+            .iter()
+            .find_map(|(e, own, _)| own.map(|seen| (*e, seen)))
+        {
+            Some((own_expiry, seen)) if own_expiry.is_none_or(|e| e <= now) => seen,
+            _ => now,
+        };
+        judged
+            .into_iter()
+            .filter(|(e, _, _)| e.is_some_and(|e| e > horizon))
+            .map(|(_, _, n)| n)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrolb_api::contracts::lease;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+
+    fn lease(name: &str, renewed: Timestamp, holding: &str) -> Arc<Lease> {
+        Arc::new(Lease {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                annotations: Some(
+                    [
+                        (lease::GOSSIP_ADDR.to_string(), "192.0.2.1:7947".to_string()),
+                        (lease::HOLDING.to_string(), holding.to_string()),
+                    ]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: name.strip_prefix("ferrolb-node-").map(Into::into),
+                lease_duration_seconds: Some(15),
+                renew_time: Some(MicroTime(renewed)),
+                ..LeaseSpec::default()
+            }),
+        })
+    }
+
+    fn names(nodes: &[LeasedNode]) -> Vec<&str> {
+        nodes.iter().map(|n| n.node.as_str()).collect()
+    }
+
+    #[test]
+    fn only_fresh_per_node_leases_are_nodes() {
+        let now = Timestamp::now();
+        let secs = SignedDuration::from_secs;
+        let leases = [
+            lease("ferrolb-node-a", now, "192.0.2.100"),
+            lease("ferrolb-node-b", now - secs(20), ""),
+            lease("ferrolb-allocator", now, ""),
+            lease("ferrolb-node-future", now + secs(3600 * 24 * 365), ""),
+        ];
+        let nodes = LeaseClock::default().alive(&leases, "me", now);
+        assert_eq!(
+            names(&nodes),
+            ["a"],
+            "stale, foreign and far-future Leases are no nodes"
+        );
+        assert_eq!(
+            nodes[0].gossip_addr,
+            Some("192.0.2.1:7947".parse().expect("addr"))
+        );
+        assert!(nodes[0].may_hold("192.0.2.100".parse().expect("ip")));
+        assert!(!nodes[0].may_hold("192.0.2.101".parse().expect("ip")));
+    }
+
+    #[test]
+    fn liveness_runs_on_the_readers_clock() {
+        let t0 = Timestamp::now();
+        let secs = SignedDuration::from_secs;
+        let mut clock = LeaseClock::default();
+        // A writer whose clock is 10 min behind: its renewals still count once seen to change.
+        let behind = t0 - secs(600);
+        assert!(
+            clock
+                .alive(&[lease("ferrolb-node-a", behind, "")], "me", t0)
+                .is_empty()
+        );
+        let renewed = [lease("ferrolb-node-a", behind + secs(5), "")];
+        assert_eq!(names(&clock.alive(&renewed, "me", t0 + secs(5))), ["a"]);
+        assert_eq!(names(&clock.alive(&renewed, "me", t0 + secs(19))), ["a"]);
+        // No renewal seen for its duration: gone, whatever its renewTime says.
+        assert!(clock.alive(&renewed, "me", t0 + secs(20)).is_empty());
+    }
+
+    /// With the API server down, no Lease is seen renewed, this agent's own neither: the
+    /// others stay as they were at the last renewal of its own it saw, so an outage takes no
+    /// node out of the election. A node whose Lease stops while its own goes on is gone.
+    #[test]
+    fn an_api_outage_takes_no_node_out() {
+        let t0 = Timestamp::now();
+        let secs = SignedDuration::from_secs;
+        let mut clock = LeaseClock::default();
+        let at = |t: Timestamp| {
+            [
+                lease("ferrolb-node-me", t, ""),
+                lease("ferrolb-node-b", t, ""),
+            ]
+        };
+        assert_eq!(names(&clock.alive(&at(t0), "me", t0)), ["me", "b"]);
+        // Renewals seen until t0 + 10 s, then nothing more (the watch is down).
+        let last = at(t0 + secs(10));
+        assert_eq!(names(&clock.alive(&last, "me", t0 + secs(10))), ["me", "b"]);
+        for later in [30, 60, 600] {
+            assert_eq!(
+                names(&clock.alive(&last, "me", t0 + secs(later))),
+                ["me", "b"],
+                "{later} s"
+            );
+        }
+        // Its own Lease renewed again, b's not: b is gone.
+        let back = [
+            lease("ferrolb-node-me", t0 + secs(600), ""),
+            lease("ferrolb-node-b", t0 + secs(10), ""),
+        ];
+        assert_eq!(names(&clock.alive(&back, "me", t0 + secs(600))), ["me"]);
+    }
+}
