@@ -160,6 +160,86 @@ fn helm_installed_ferrolb_routes_virtual_addresses_over_bgp_to_real_pods() {
     }
 }
 
+/// What a request loop saw against each address during one disruption.
+struct Seen {
+    local: Vec<Sample>,
+    routed: Vec<Sample>,
+}
+
+/// Runs `disrupt` under request loops against both addresses (sampling the local one's holders),
+/// lets things settle for 5 s, and reports what the loops saw; never two holders at once.
+fn during(
+    c: &'static Cluster,
+    what: &str,
+    local: &str,
+    routed: &str,
+    disrupt: impl FnOnce(),
+) -> Seen {
+    let probe_local = Probe::start(c, local.to_string(), true);
+    let probe_routed = Probe::start(c, routed.to_string(), false);
+    disrupt();
+    std::thread::sleep(Duration::from_secs(5));
+    let seen = Seen {
+        local: probe_local.finish(),
+        routed: probe_routed.finish(),
+    };
+    assert_never_two_holders(what, &seen.local);
+    let (lf, lgap) = outage(&seen.local);
+    let (rf, rgap) = outage(&seen.routed);
+    eprintln!(
+        "{what}: local {local}: {lf} of {} failed, longest gap {lgap:?}; virtual {routed}: {rf} of {} \
+         failed, longest gap {rgap:?}\n{}{}",
+        seen.local.len(),
+        seen.routed.len(),
+        failures(&seen.local),
+        failures(&seen.routed)
+    );
+    for (name, samples) in [("local", &seen.local), ("virtual", &seen.routed)] {
+        assert!(
+            samples.last().is_some_and(|s| s.ok),
+            "{what}: {name} served at the end"
+        );
+    }
+    seen
+}
+
+fn single_holder(c: &Cluster, ip: &str) -> String {
+    wait(
+        &format!("one holder of {ip}"),
+        Duration::from_secs(30),
+        || match holders_of(c, ip).as_slice() {
+            [one] => Ok(one.clone()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+}
+
+fn node_ready_is(c: &Cluster, node: &str, want: bool) {
+    wait(
+        &format!("{node} Ready={want}"),
+        Duration::from_secs(120),
+        || {
+            let ready = jsonpath(
+                c,
+                &["node", node],
+                "{.status.conditions[?(@.type==\"Ready\")].status}",
+            )?;
+            if (ready == "True") == want {
+                Ok(())
+            } else {
+                Err(ready)
+            }
+        },
+    );
+}
+
+fn first_v4(ips: &[String]) -> String {
+    ips.iter()
+        .find(|ip| !ip.contains(':'))
+        .cloned()
+        .expect("an IPv4 address")
+}
+
 #[test]
 fn failures_as_they_happen_in_clusters_move_addresses_without_two_holders() {
     let Some(c) = Cluster::shared() else { return };
@@ -171,212 +251,109 @@ fn failures_as_they_happen_in_clusters_move_addresses_without_two_holders() {
     kubectl_apply(c, VIRTUAL_GROUP);
     kubectl_apply(c, &lb_service_yaml(ns, "local", "lan", "Cluster"));
     kubectl_apply(c, &lb_service_yaml(ns, "routed", "routed", "Cluster"));
-    let local: Vec<String> = wait_ingress(c, ns, "local");
-    let routed: Vec<String> = wait_ingress(c, ns, "routed");
-    let local_v4 = local
-        .iter()
-        .find(|ip| !ip.contains(':'))
-        .cloned()
-        .expect("v4");
-    let routed_v4 = routed
-        .iter()
-        .find(|ip| !ip.contains(':'))
-        .cloned()
-        .expect("v4");
-    for ip in [&local_v4, &routed_v4] {
+    let local = first_v4(&wait_ingress(c, ns, "local"));
+    let routed = first_v4(&wait_ingress(c, ns, "routed"));
+    for ip in [&local, &routed] {
         wait(&format!("{ip} answering"), Duration::from_secs(90), || {
             get_from_client(c, ip)
         });
     }
-    let holder = wait(
-        "one holder of the local address",
-        Duration::from_secs(30),
-        || match holders_of(c, &local_v4).as_slice() {
-            [one] => Ok(one.clone()),
-            other => Err(format!("{other:?}")),
-        },
-    );
 
     // 1. The holder's agent pod is deleted; the DaemonSet makes a new one.
-    let probe = Probe::start(c, local_v4.clone(), true);
-    kubectl(
-        c,
-        &[
-            "delete",
-            "pod",
-            "-n",
-            "ferrolb-system",
-            &agent_pod_on(c, &holder),
-        ],
-    );
-    wait_agents_ready(c);
-    std::thread::sleep(Duration::from_secs(5));
-    let samples = probe.finish();
-    assert_never_two_holders("agent pod deleted", &samples);
-    let (failed, gap) = outage(&samples);
-    eprintln!(
-        "agent pod of the holder deleted: {failed} of {} requests to {local_v4} failed, longest gap {gap:?}",
-        samples.len()
-    );
-    assert!(
-        samples.last().is_some_and(|s| s.ok),
-        "served again at the end"
-    );
-    assert!(gap < Duration::from_secs(30), "gap {gap:?}");
+    let holder = single_holder(c, &local);
+    let seen = during(c, "the holder's agent pod deleted", &local, &routed, || {
+        kubectl(
+            c,
+            &[
+                "delete",
+                "pod",
+                "-n",
+                "ferrolb-system",
+                &agent_pod_on(c, &holder),
+            ],
+        );
+        wait_agents_ready(c);
+    });
+    assert!(outage(&seen.local).1 < Duration::from_secs(30));
 
     // 2. A rolling restart of every agent: virtual addresses never fail (each node withdraws
     //    its routes before its agent goes), local ones move with a bounded gap.
-    let probe_local = Probe::start(c, local_v4.clone(), true);
-    let probe_routed = Probe::start(c, routed_v4.clone(), false);
-    kubectl(
-        c,
-        &[
-            "rollout",
-            "restart",
-            "daemonset",
-            "-n",
-            "ferrolb-system",
-            "ferrolb-agent",
-        ],
-    );
-    wait("the rollout to start", Duration::from_secs(30), || {
-        let s = jsonpath(
+    let seen = during(c, "rolling restart of the agents", &local, &routed, || {
+        kubectl(
             c,
-            &["daemonset", "-n", "ferrolb-system", "ferrolb-agent"],
-            "{.status.updatedNumberScheduled}",
-        )?;
-        if s != c.node_names().len().to_string() {
-            Ok(())
-        } else {
-            Err(s)
-        }
+            &[
+                "rollout",
+                "restart",
+                "daemonset",
+                "-n",
+                "ferrolb-system",
+                "ferrolb-agent",
+            ],
+        );
+        kubectl(
+            c,
+            &[
+                "rollout",
+                "status",
+                "daemonset",
+                "-n",
+                "ferrolb-system",
+                "ferrolb-agent",
+                "--timeout=300s",
+            ],
+        );
+        wait_agents_ready(c);
     });
-    wait_agents_ready(c);
-    std::thread::sleep(Duration::from_secs(5));
-    let local_samples = probe_local.finish();
-    let routed_samples = probe_routed.finish();
-    assert_never_two_holders("rolling restart", &local_samples);
-    let (lf, lgap) = outage(&local_samples);
-    let (rf, rgap) = outage(&routed_samples);
-    eprintln!(
-        "rolling restart: local {local_v4}: {lf} of {} failed, longest gap {lgap:?}; \
-         virtual {routed_v4}: {rf} of {} failed, longest gap {rgap:?}",
-        local_samples.len(),
-        routed_samples.len()
-    );
     assert_eq!(
-        rf,
+        outage(&seen.routed).0,
         0,
         "requests to the virtual address failed during the rollout:\n{}",
-        failures(&routed_samples)
+        failures(&seen.routed)
     );
-    assert!(lgap < Duration::from_secs(30), "gap {lgap:?}");
+    assert!(outage(&seen.local).1 < Duration::from_secs(30));
 
     // 3. The holder is cordoned and drained (its app pod evicted; DaemonSet pods stay).
-    let holder = wait(
-        "one holder of the local address",
-        Duration::from_secs(30),
-        || match holders_of(c, &local_v4).as_slice() {
-            [one] => Ok(one.clone()),
-            other => Err(format!("{other:?}")),
+    let holder = single_holder(c, &local);
+    during(
+        c,
+        &format!("drain of the holder {holder}"),
+        &local,
+        &routed,
+        || {
+            kubectl(
+                c,
+                &[
+                    "drain",
+                    &holder,
+                    "--ignore-daemonsets",
+                    "--delete-emptydir-data",
+                    "--timeout=120s",
+                ],
+            );
         },
     );
-    let probe_local = Probe::start(c, local_v4.clone(), true);
-    let probe_routed = Probe::start(c, routed_v4.clone(), false);
-    kubectl(
-        c,
-        &[
-            "drain",
-            &holder,
-            "--ignore-daemonsets",
-            "--delete-emptydir-data",
-            "--timeout=120s",
-        ],
-    );
-    std::thread::sleep(Duration::from_secs(5));
-    let local_samples = probe_local.finish();
-    let routed_samples = probe_routed.finish();
     kubectl(c, &["uncordon", &holder]);
-    assert_never_two_holders("drain", &local_samples);
-    let (lf, lgap) = outage(&local_samples);
-    let (rf, rgap) = outage(&routed_samples);
-    eprintln!(
-        "drain of the holder {holder}: local {local_v4}: {lf} of {} failed, longest gap {lgap:?}; \
-         virtual {routed_v4}: {rf} of {} failed, longest gap {rgap:?}",
-        local_samples.len(),
-        routed_samples.len()
-    );
-    assert!(
-        local_samples.last().is_some_and(|s| s.ok),
-        "served after the drain"
-    );
-    assert!(
-        routed_samples.last().is_some_and(|s| s.ok),
-        "served after the drain"
-    );
 
     // 4. The holder's kubelet and containerd stop (its containers, the agent among them, go on
     //    running, as when a node's runtime dies): the node goes NotReady, its pods unready.
-    let holder = wait(
-        "one holder of the local address",
-        Duration::from_secs(30),
-        || match holders_of(c, &local_v4).as_slice() {
-            [one] => Ok(one.clone()),
-            other => Err(format!("{other:?}")),
-        },
-    );
+    let holder = single_holder(c, &local);
     let index = c
         .node_names()
         .iter()
         .position(|n| *n == holder)
         .expect("the holder is a node");
-    let probe_local = Probe::start(c, local_v4.clone(), true);
-    let probe_routed = Probe::start(c, routed_v4.clone(), false);
-    c.stop_node_daemons(index);
-    wait(
-        &format!("{holder} NotReady"),
-        Duration::from_secs(120),
+    during(
+        c,
+        &format!("kubelet and containerd of the holder {holder} stopped until NotReady"),
+        &local,
+        &routed,
         || {
-            let ready = jsonpath(
-                c,
-                &["node", &holder],
-                "{.status.conditions[?(@.type==\"Ready\")].status}",
-            )?;
-            if ready != "True" { Ok(()) } else { Err(ready) }
+            c.stop_node_daemons(index);
+            node_ready_is(c, &holder, false);
+            std::thread::sleep(Duration::from_secs(5));
         },
     );
-    std::thread::sleep(Duration::from_secs(10));
-    let local_samples = probe_local.finish();
-    let routed_samples = probe_routed.finish();
     c.start_node_daemons(index)
         .expect("the node's daemons start again");
-    assert_never_two_holders("node runtime stopped", &local_samples);
-    let (lf, lgap) = outage(&local_samples);
-    let (rf, rgap) = outage(&routed_samples);
-    eprintln!(
-        "kubelet and containerd of the holder {holder} stopped until NotReady: local {local_v4}: \
-         {lf} of {} failed, longest gap {lgap:?}; virtual {routed_v4}: {rf} of {} failed, longest gap {rgap:?}",
-        local_samples.len(),
-        routed_samples.len()
-    );
-    assert!(
-        local_samples.last().is_some_and(|s| s.ok),
-        "served while NotReady"
-    );
-    assert!(
-        routed_samples.last().is_some_and(|s| s.ok),
-        "served while NotReady"
-    );
-    wait(
-        &format!("{holder} Ready again"),
-        Duration::from_secs(120),
-        || {
-            let ready = jsonpath(
-                c,
-                &["node", &holder],
-                "{.status.conditions[?(@.type==\"Ready\")].status}",
-            )?;
-            if ready == "True" { Ok(()) } else { Err(ready) }
-        },
-    );
+    node_ready_is(c, &holder, true);
 }
