@@ -23,7 +23,7 @@ pub use eligibility::{local_eligibility, virtual_eligibility};
 pub use interfaces::{
     local_interface, node_subnets, offered_subnets, own_macs, owned_local_addresses,
 };
-pub use published::{gossip_addr, gossip_published, lease_annotations, mac_text};
+pub use published::{gossip_addr, gossip_published, held_local, lease_annotations, mac_text};
 pub use retry::{BACKOFF_MAX, BACKOFF_MIN, Retries};
 
 /// `IFA_F_NODAD`: IPv6 addresses are usable at once; the election, not DAD, prevents duplicates.

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use ferrolb_api::contracts::{HOLDING_LIMIT, eligible_value, gossip, lease};
 use ferrolb_api::pool::Family;
 
-use super::desired::Desired;
+use super::desired::{AddressKind, Desired};
 use super::interfaces::own_addresses;
 use crate::gossip::view::Published;
 use crate::snapshot::{Interface, KernelFacts};
@@ -105,4 +105,30 @@ pub fn mac_text(mac: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// The local addresses this node holds after a round, as (interface, address): the desired ones
+/// whose add or renewal did not fail and that nobody else's copy blocks, and also those whose
+/// removal failed or waits for its back-off, which are still on the kernel. What the node
+/// publishes as held must never be less than what the kernel has: another node takes an
+/// address only after this one stops publishing it (break before make).
+pub fn held_local(
+    desired: &Desired,
+    failed: &BTreeSet<(String, IpAddr)>,
+    blocked: &BTreeSet<(String, IpAddr)>,
+    not_removed: &BTreeSet<(String, IpAddr)>,
+) -> BTreeSet<(String, IpAddr)> {
+    desired
+        .addresses
+        .values()
+        .filter(|a| a.kind == AddressKind::Local)
+        .map(|a| (a.interface.clone(), a.address))
+        .filter(|k| !failed.contains(k) && !blocked.contains(k))
+        .chain(
+            not_removed
+                .iter()
+                .filter(|(interface, _)| interface != ferrolb_api::contracts::VIRTUAL_INTERFACE)
+                .cloned(),
+        )
+        .collect()
 }

@@ -20,7 +20,7 @@ use crate::apply::{Applied, Outcome, apply};
 use crate::conflict::rules::{Mac, Macs, parse_mac};
 use crate::decide::{
     AddressKind, Change, DesiredAddress, Observed, Retries, agent_config, blocked, desired, diff,
-    gossip_addr, gossip_published, lease_annotations, node_subnets, own_macs,
+    gossip_addr, gossip_published, held_local, lease_annotations, node_subnets, own_macs,
     owned_local_addresses,
 };
 use crate::observe::{groups, kernel_facts};
@@ -144,17 +144,18 @@ pub async fn reconcile(
             _ => None,
         })
         .collect();
+    let not_removed: BTreeSet<(String, IpAddr)> = not_done
+        .clone()
+        .filter_map(|c| match c {
+            Change::Remove(o) => Some((o.interface.clone(), o.address)),
+            _ => None,
+        })
+        .collect();
     let problem = not_done
         .map(ToString::to_string)
         .reduce(|a, b| format!("{a}, {b}"))
         .map(|list| format!("not applied: {list}"));
-    let held: BTreeSet<(String, IpAddr)> = want
-        .addresses
-        .values()
-        .filter(|a| a.kind == AddressKind::Local)
-        .map(|a| (a.interface.clone(), a.address))
-        .filter(|k| !failed.contains(k) && !blocked.contains(k))
-        .collect();
+    let held = held_local(&want, &failed, &blocked, &not_removed);
     *ctx.held.write().unwrap_or_else(|p| p.into_inner()) = held.clone();
     let mut added: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
     for applied in &report {

@@ -111,3 +111,36 @@ fn says_why_it_is_not_eligible_and_truncates_a_long_holding_list() {
     assert_eq!(got[lease::HOLDING_TRUNCATED], "true");
     assert!(!annotations(&s, &["192.0.2.100"]).contains_key(lease::HOLDING_TRUNCATED));
 }
+
+#[test]
+fn an_address_whose_removal_failed_is_still_published_as_held() {
+    let mut s = world();
+    s.services = vec![svc("web", "lan", &["192.0.2.100"])];
+    let want = desired(&s, &holds_every_address);
+    let key = |i: &str, a: &str| (i.to_string(), ip(a));
+    let none = BTreeSet::new();
+    let cases = [
+        (
+            "desired and added",
+            none.clone(),
+            none.clone(),
+            vec![key("eth0", "192.0.2.100")],
+        ),
+        (
+            "its add failed",
+            [key("eth0", "192.0.2.100")].into(),
+            none.clone(),
+            vec![],
+        ),
+        (
+            "a removal failed: the kernel still has it",
+            none.clone(),
+            [key("eth0", "192.0.2.101"), key("kube-lb0", "203.0.113.1")].into(),
+            vec![key("eth0", "192.0.2.100"), key("eth0", "192.0.2.101")],
+        ),
+    ];
+    for (name, failed, not_removed, want_held) in cases {
+        let held = crate::decide::held_local(&want, &failed, &none, &not_removed);
+        assert_eq!(held.into_iter().collect::<Vec<_>>(), want_held, "{name}");
+    }
+}
