@@ -4,16 +4,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use ferrolb_api::ServiceGroup;
 use ferrolb_api::contracts::{FIELD_MANAGER_ALLOCATOR, FINALIZER_IN_USE, reason};
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use tokio::sync::watch;
+
+use events::Published;
 
 use crate::decide::{Change, Note, Plan, Rounds, SvcPlan, diff, rounds};
 use crate::leader::Term;
@@ -21,8 +24,13 @@ use crate::metrics::Metrics;
 use crate::observe::{GroupView, Observer, Snapshot, SvcView};
 use crate::{Error, Result};
 
+mod events;
+mod note;
+mod retry;
 mod told;
 
+pub use note::{NOTE_MAX_BYTES, note};
+pub use retry::Retries;
 pub use told::{EVENT_PAGE, told_before, told_selector};
 
 /// Writes plans, tells each standing problem once, and stops writing when leadership goes.
@@ -35,8 +43,16 @@ pub struct Applier {
     term: Term,
     /// Per Service uid, the problems already told.
     told: Mutex<HashMap<String, BTreeSet<Note>>>,
-    /// Per Service uid, Events whose publication failed: retried on the next pass.
+    /// Per Service uid, Events whose publication failed transiently: retried when due.
     pending: Mutex<HashMap<String, Vec<Note>>>,
+    /// Per Service uid, the back-off of its failed writes (and the plan that failed): one bad
+    /// Service waits alone, the others are written in the same pass.
+    writes: Mutex<Retries<String, SvcPlan>>,
+    /// Per ServiceGroup name, the back-off of its failed writes.
+    group_writes: Mutex<Retries<String>>,
+    /// Per (Service uid, Event reason), the back-off of Events the API server did not take:
+    /// logged on the first failure in a row, not on every pass.
+    events: Mutex<Retries<(String, &'static str)>>,
 }
 
 /// Services written at once.
@@ -47,50 +63,47 @@ pub const WRITERS: usize = 64;
 struct Outcome {
     /// Its status change (if any) was written.
     status_written: bool,
-    transient: Option<Error>,
+    /// Why one of its writes failed (it backs off).
+    failed: Option<String>,
+    /// Not tried in this pass (backing off, or waiting for a release): its back-off stays.
+    held: bool,
     leader_lost: Option<Error>,
 }
 
 impl Outcome {
-    /// Records a failed write; a permanent failure becomes a problem to tell.
-    fn failed(&mut self, s: &SvcView, e: Error) -> Option<Note> {
-        match e {
-            Error::LeaderLost(_) => {
-                self.leader_lost = Some(e);
-                None
-            }
-            e if e.is_transient() => {
-                tracing::warn!(service = %s.key, error = %e, "write failed; retrying with back-off");
-                self.transient.get_or_insert(e);
-                None
-            }
-            e => Some(Note::warning(
+    /// Records a failed write; a permanent failure also becomes a problem to tell.
+    fn failed(&mut self, e: Error) -> Option<Note> {
+        if let Error::LeaderLost(_) = e {
+            self.leader_lost = Some(e);
+            return None;
+        }
+        let note = (!e.is_transient()).then(|| {
+            Note::warning(
                 reason::ALLOCATION_FAILED,
                 format!(
                     "the allocator cannot write this Service: {e}; check its RBAC and the Service's validity"
                 ),
-            )),
-        }
+            )
+        });
+        self.failed.get_or_insert(e.to_string());
+        note
     }
 
     /// Not written because the release of an address it takes was not written.
     fn waiting(s: &SvcView, releaser: &SvcPlan) -> Outcome {
         tracing::info!(service = %s.key, waiting_for = %releaser.key, "waiting for a release before reusing its address");
         Outcome {
-            transient: Some(Error::Waiting(releaser.key.to_string())),
+            held: true,
             ..Default::default()
         }
     }
 
-    /// Folds into the pass's first transient error; `Err` when leadership was lost.
-    fn merge_into(self, transient: &mut Option<Error>) -> Result<()> {
-        if let Some(l) = self.leader_lost {
-            return Err(l);
+    /// Not tried: its earlier writes failed and its back-off has not passed.
+    fn backing_off() -> Outcome {
+        Outcome {
+            held: true,
+            ..Default::default()
         }
-        if let Some(e) = self.transient {
-            transient.get_or_insert(e);
-        }
-        Ok(())
     }
 }
 
@@ -125,29 +138,36 @@ impl Applier {
             term,
             told: Mutex::default(),
             pending: Mutex::default(),
+            writes: Mutex::default(),
+            group_writes: Mutex::default(),
+            events: Mutex::default(),
         }
     }
 
-    /// Makes the cluster match `plan`. Returns the first transient error (the caller retries
-    /// with back-off); permanent errors become Events.
+    /// Makes the cluster match `plan`, as far as each object's back-off allows: a Service or
+    /// ServiceGroup whose write failed waits out its own back-off (see [`Applier::next_retry`])
+    /// while the others are written; permanent errors become Events. `Err` only when
+    /// leadership was lost.
     ///
     /// Service writes run [`WRITERS`] at a time; each Service's own writes stay in order
     /// (status with annotations, then its Events). Releases of addresses reused in the same
     /// pass are written (and confirmed) first, see [`rounds`].
     pub async fn apply(&self, plan: &Plan, snap: &Snapshot, observer: &Observer) -> Result<()> {
-        let mut transient: Option<Error> = None;
+        let now = Instant::now();
         let current = snap.services_by_uid();
-        self.retry_pending(&current).await;
+        self.retry_pending(&current, now).await;
         let Rounds { first, second } = rounds(plan, |uid| current.get(uid).copied());
         let mut released = vec![true; plan.services.len()];
         let outcomes: Vec<(usize, Outcome)> = stream::iter(first)
             .map(|(i, release_only)| {
                 let p = &plan.services[i];
                 let s = current[p.uid.as_str()];
+                let due = self.write_due(p, now);
                 async move {
                     let o = match release_only {
-                        Some(kept) => self.release(&kept, s, observer).await,
-                        None => self.service(p, s, observer).await,
+                        _ if !due => Outcome::backing_off(),
+                        Some(kept) => self.release(&kept, s, observer, now).await,
+                        None => self.service(p, s, observer, now).await,
                     };
                     (i, o)
                 }
@@ -157,32 +177,44 @@ impl Applier {
             .await;
         for (i, o) in outcomes {
             released[i] = o.status_written;
-            o.merge_into(&mut transient)?;
+            self.settle(&plan.services[i], o, now)?;
         }
-        let outcomes: Vec<Outcome> = stream::iter(second)
+        let outcomes: Vec<(usize, Outcome)> = stream::iter(second)
             .map(|(i, waits)| {
                 let p = &plan.services[i];
                 let s = current[p.uid.as_str()];
                 let blocked = waits.iter().find(|w| !released[**w]).copied();
+                let due = self.write_due(p, now);
                 async move {
-                    match blocked {
+                    let o = match blocked {
+                        _ if !due => Outcome::backing_off(),
                         Some(w) => Outcome::waiting(s, &plan.services[w]),
-                        None => self.service(p, s, observer).await,
-                    }
+                        None => self.service(p, s, observer, now).await,
+                    };
+                    (i, o)
                 }
             })
             .buffer_unordered(WRITERS)
             .collect()
             .await;
-        for o in outcomes {
-            o.merge_into(&mut transient)?;
+        for (i, o) in outcomes {
+            self.settle(&plan.services[i], o, now)?;
         }
         let live: HashSet<&str> = plan.services.iter().map(|p| p.uid.as_str()).collect();
         if let Ok(mut told) = self.told.lock() {
             told.retain(|uid, _| live.contains(uid.as_str()));
         }
+        if let Ok(mut w) = self.writes.lock() {
+            w.retain(|uid| live.contains(uid.as_str()));
+        }
+        if let Ok(mut e) = self.events.lock() {
+            e.retain(|(uid, _)| live.contains(uid.as_str()));
+        }
         let groups: HashMap<&str, &GroupView> =
             snap.groups.iter().map(|g| (g.name.as_str(), g)).collect();
+        if let Ok(mut w) = self.group_writes.lock() {
+            w.retain(|name| groups.contains_key(name.as_str()));
+        }
         for p in &plan.groups {
             for (family, capacity, allocated) in &p.usage {
                 self.metrics.usage(&p.name, *family, *capacity, *allocated);
@@ -190,24 +222,74 @@ impl Applier {
             let Some(g) = groups.get(p.name.as_str()) else {
                 continue;
             };
-            for change in diff::group_changes(p, g, snap.now) {
+            let changes = diff::group_changes(p, g, snap.now);
+            let due = self
+                .group_writes
+                .lock()
+                .map_or(true, |w| w.due(&p.name, &(), now));
+            if changes.is_empty() || !due {
+                continue;
+            }
+            let mut failed = None;
+            for change in changes {
                 match self.write_group(&change).await {
                     Ok(g) => observer.wrote_group(g),
                     Err(Error::LeaderLost(l)) => return Err(Error::LeaderLost(l)),
                     Err(e) => {
-                        tracing::warn!(group = %p.name, error = %e, "cannot write the ServiceGroup");
-                        if e.is_transient() {
-                            transient.get_or_insert(e);
-                        }
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Ok(mut w) = self.group_writes.lock() {
+                match failed {
+                    None => w.succeeded(&p.name),
+                    Some(e) => {
+                        let (delay, _) = w.failed(p.name.clone(), (), now);
+                        tracing::warn!(group = %p.name, error = %e, ?delay, "cannot write the ServiceGroup; retrying it with back-off");
                     }
                 }
             }
         }
-        if let Some(e) = transient {
-            return Err(e);
+        Ok(())
+    }
+
+    /// When the next object's back-off ends (the caller passes again then), if any is backing
+    /// off.
+    pub fn next_retry(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let writes = self.writes.lock().ok().and_then(|w| w.next_after(now));
+        let groups = self
+            .group_writes
+            .lock()
+            .ok()
+            .and_then(|w| w.next_after(now));
+        let events = self.events.lock().ok().and_then(|w| w.next_after(now));
+        [writes, groups, events].into_iter().flatten().min()
+    }
+
+    /// Whether the Service's writes may be tried now.
+    fn write_due(&self, p: &SvcPlan, now: Instant) -> bool {
+        self.writes.lock().map_or(true, |w| w.due(&p.uid, p, now))
+    }
+
+    /// Books one Service's outcome in its back-off; `Err` when leadership was lost.
+    fn settle(&self, p: &SvcPlan, o: Outcome, now: Instant) -> Result<()> {
+        if let Some(l) = o.leader_lost {
+            return Err(l);
         }
-        if self.pending_count() > 0 {
-            return Err(Error::EventsPending);
+        if o.held {
+            return Ok(());
+        }
+        let Ok(mut w) = self.writes.lock() else {
+            return Ok(());
+        };
+        match o.failed {
+            None => w.succeeded(&p.uid),
+            Some(error) => {
+                let (delay, _) = w.failed(p.uid.clone(), p.clone(), now);
+                tracing::warn!(service = %p.key, %error, ?delay, "write failed; retrying this Service with back-off");
+            }
         }
         Ok(())
     }
@@ -217,7 +299,13 @@ impl Applier {
     /// standing problems. Events come after the write they tell of, so none tells of an address
     /// that was not written; an allocator killed between the two loses that Event (Events are
     /// best-effort in Kubernetes), never the address.
-    async fn service(&self, p: &SvcPlan, s: &SvcView, observer: &Observer) -> Outcome {
+    async fn service(
+        &self,
+        p: &SvcPlan,
+        s: &SvcView,
+        observer: &Observer,
+        now: Instant,
+    ) -> Outcome {
         let mut out = Outcome::default();
         let mut problems = p.problems.clone();
         let (status, annotations): (Vec<Change>, Vec<Change>) = diff::service_changes(p, s)
@@ -228,7 +316,7 @@ impl Applier {
                 match self.write_service(&change, s).await {
                     Ok(svc) => observer.wrote_service(svc),
                     Err(e) => {
-                        if let Some(note) = out.failed(s, e) {
+                        if let Some(note) = out.failed(e) {
                             problems.push(note);
                         }
                         return false;
@@ -240,8 +328,7 @@ impl Applier {
         out.status_written = write(status, &mut out).await;
         if out.status_written && out.leader_lost.is_none() {
             for n in &p.news {
-                if let Err(e) = self.event(s, n).await {
-                    tracing::warn!(service = %s.key, error = %e, "cannot publish an Event; retrying");
+                if self.publish(s, n, now).await == Published::Later {
                     self.pend(&s.uid, n.clone());
                 }
             }
@@ -253,17 +340,21 @@ impl Applier {
                 }
             }
         }
-        if out.leader_lost.is_none()
-            && let Err(e) = self.tell(s, &problems).await
-        {
-            out.transient.get_or_insert(e);
+        if out.leader_lost.is_none() {
+            self.tell(s, &problems, now).await;
         }
         out
     }
 
     /// The first half of a Service that gives up an address and takes one another Service gives
     /// up: only the status, showing the addresses it keeps.
-    async fn release(&self, kept: &[IpAddr], s: &SvcView, observer: &Observer) -> Outcome {
+    async fn release(
+        &self,
+        kept: &[IpAddr],
+        s: &SvcView,
+        observer: &Observer,
+        now: Instant,
+    ) -> Outcome {
         let mut out = Outcome::default();
         let change = if kept.is_empty() {
             Change::ClearIngress { key: s.key.clone() }
@@ -281,56 +372,12 @@ impl Applier {
                 out.status_written = true;
             }
             Err(e) => {
-                if let Some(note) = out.failed(s, e)
-                    && let Err(e) = self.tell(s, &[note]).await
-                {
-                    out.transient.get_or_insert(e);
+                if let Some(note) = out.failed(e) {
+                    self.tell(s, &[note], now).await;
                 }
             }
         }
         out
-    }
-
-    fn pend(&self, uid: &str, n: Note) {
-        if let Ok(mut p) = self.pending.lock() {
-            p.entry(uid.to_string()).or_default().push(n);
-        }
-    }
-
-    fn pending_count(&self) -> usize {
-        self.pending.lock().map_or(0, |p| p.len())
-    }
-
-    /// Publishes the Events whose publication failed in an earlier pass, of Services still
-    /// there.
-    async fn retry_pending(&self, current: &HashMap<&str, &SvcView>) {
-        let pending = match self.pending.lock() {
-            Ok(mut p) => std::mem::take(&mut *p),
-            Err(_) => return,
-        };
-        for (uid, notes) in pending {
-            let Some(s) = current.get(uid.as_str()) else {
-                continue;
-            };
-            for n in notes {
-                if let Err(e) = self.event(s, &n).await {
-                    tracing::warn!(service = %s.key, error = %e, "cannot publish an Event; retrying");
-                    self.pend(&uid, n);
-                }
-            }
-        }
-    }
-
-    /// Remembers the standing problems already told (as Events) by an earlier allocator, so
-    /// that a restart or failover does not tell them again.
-    pub async fn remember_told(&self, namespace: Option<&str>) -> Result<()> {
-        let earlier = told_before(&self.client, namespace, EVENT_PAGE).await?;
-        if let Ok(mut told) = self.told.lock() {
-            for (uid, notes) in earlier {
-                told.entry(uid).or_default().extend(notes);
-            }
-        }
-        Ok(())
     }
 
     fn check_leading(&self) -> Result<()> {
@@ -440,73 +487,6 @@ impl Applier {
             }
             _ => unreachable!("service changes are written by write_service"),
         })
-    }
-
-    /// Tells the problems not told before; forgets those that went away. A problem whose
-    /// Event cannot be published is forgotten too, so the next pass tells it again.
-    async fn tell(&self, s: &SvcView, problems: &[Note]) -> Result<()> {
-        let fresh: Vec<Note> = match self.told.lock() {
-            Ok(mut told) => {
-                let before = told.remove(&s.uid).unwrap_or_default();
-                let now: BTreeSet<Note> = problems.iter().cloned().collect();
-                let fresh = now.difference(&before).cloned().collect();
-                if !now.is_empty() {
-                    told.insert(s.uid.clone(), now);
-                }
-                fresh
-            }
-            Err(_) => Vec::new(),
-        };
-        let mut failed = None;
-        for n in fresh {
-            if matches!(
-                n.reason,
-                reason::ALLOCATION_FAILED
-                    | reason::REQUESTED_ADDRESS_UNAVAILABLE
-                    | reason::SHARING_CONFLICT
-            ) {
-                self.metrics.failed(n.reason);
-            }
-            if let Err(e) = self.event(s, &n).await {
-                tracing::warn!(service = %s.key, error = %e, "cannot publish an Event; retrying");
-                if let Ok(mut told) = self.told.lock()
-                    && let Some(t) = told.get_mut(&s.uid)
-                {
-                    t.remove(&n);
-                }
-                failed.get_or_insert(e);
-            }
-        }
-        failed.map_or(Ok(()), Err)
-    }
-
-    async fn event(&self, s: &SvcView, n: &Note) -> Result<()> {
-        self.check_leading()?;
-        let reference = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Service".into()),
-            name: Some(s.key.name.clone()),
-            namespace: Some(s.key.namespace.clone()),
-            uid: Some(s.uid.clone()),
-            ..Default::default()
-        };
-        let ev = Event {
-            type_: if n.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: n.reason.into(),
-            note: Some(n.message.chars().take(1000).collect()),
-            action: "Allocate".into(),
-            secondary: None,
-        };
-        tracing::info!(service = %s.key, reason = n.reason, message = %n.message, "event");
-        // A Recorder of its own per Event: kube's Recorder folds Events that differ only in
-        // their note into one series and keeps the first note, which would hide e.g. the second
-        // HolderChanged. Repeats are already suppressed by `told`.
-        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        Ok(recorder.publish(&ev, &reference).await?)
     }
 }
 

@@ -15,10 +15,6 @@ pub enum Error {
     WatchEnded(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
-    #[error("waiting for {0} to release an address this pass reuses")]
-    Waiting(String),
-    #[error("some Events could not be published yet")]
-    EventsPending,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -29,17 +25,13 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Kube(kube::Error::Api(s)) => s.code >= 500 || matches!(s.code, 404 | 409 | 429),
-            Error::Kube(_)
-            | Error::Io(_)
-            | Error::WatchEnded(_)
-            | Error::Waiting(_)
-            | Error::EventsPending => true,
+            Error::Kube(_) | Error::Io(_) | Error::WatchEnded(_) => true,
             Error::Json(_) | Error::LeaderLost(_) => false,
         }
     }
 }
 
-/// Exponential back-off from 250 ms to 5 min.
+/// Exponential back-off from 250 ms to 5 min (per object: see `apply::Retries`).
 #[derive(Clone, Debug)]
 pub struct Backoff {
     next: Duration,

@@ -31,6 +31,7 @@ pub struct Metrics {
     registry: Registry,
     allocations: Family<GroupLabels, Counter>,
     failures: Family<ReasonLabels, Counter>,
+    event_failures: Family<ReasonLabels, Counter>,
     capacity: Family<GroupLabels, Gauge<f64, AtomicU64>>,
     allocated: Family<GroupLabels, Gauge>,
     reconcile: Histogram,
@@ -50,6 +51,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("ferrolb");
         let allocations = Family::<GroupLabels, Counter>::default();
         let failures = Family::<ReasonLabels, Counter>::default();
+        let event_failures = Family::<ReasonLabels, Counter>::default();
         let capacity = Family::<GroupLabels, Gauge<f64, AtomicU64>>::default();
         let allocated = Family::<GroupLabels, Gauge>::default();
         let reconcile = Histogram::new(exponential_buckets(0.001, 2.0, 16));
@@ -62,6 +64,11 @@ impl Metrics {
             "allocation_failures",
             "Allocations that failed, by Event reason",
             failures.clone(),
+        );
+        registry.register(
+            "event_failures",
+            "Events the API server did not take, by Event reason",
+            event_failures.clone(),
         );
         registry.register(
             "pool_capacity_addresses",
@@ -82,6 +89,7 @@ impl Metrics {
             registry,
             allocations,
             failures,
+            event_failures,
             capacity,
             allocated,
             reconcile,
@@ -101,6 +109,14 @@ impl Metrics {
 
     pub fn failed(&self, reason: &str) {
         self.failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn event_failed(&self, reason: &str) {
+        self.event_failures
             .get_or_create(&ReasonLabels {
                 reason: reason.into(),
             })
@@ -182,12 +198,14 @@ mod tests {
         let m = Metrics::new();
         m.allocated("default", "192.0.2.1".parse().expect("ip"));
         m.failed("AllocationFailed");
+        m.event_failed("AllocationFailed");
         m.usage("default", AddrFamily::V4, 51, 1);
         m.reconciled(0.01);
         let text = m.render();
         for want in [
             "ferrolb_allocations_total{group=\"default\",family=\"ipv4\"} 1",
             "ferrolb_allocation_failures_total{reason=\"AllocationFailed\"} 1",
+            "ferrolb_event_failures_total{reason=\"AllocationFailed\"} 1",
             "ferrolb_pool_capacity_addresses{group=\"default\",family=\"ipv4\"} 51",
             "ferrolb_pool_allocated_addresses{group=\"default\",family=\"ipv4\"} 1",
             "ferrolb_reconcile_duration_seconds_count 1",

@@ -1,5 +1,5 @@
 //! The allocator's main loop: sync every cache, then (while leading) decide and apply on every
-//! change, when a per-node Lease expires, and after back-off when a write failed.
+//! change, when a per-node Lease expires, and when a failed object's own back-off ends.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,7 +15,7 @@ use crate::decide::{self, Settings};
 use crate::leader::{self, Term};
 use crate::metrics::Metrics;
 use crate::observe::{Observer, Scope};
-use crate::{Backoff, Error, Result};
+use crate::{Error, Result};
 
 /// Coalesces bursts of watch events into one pass.
 const SETTLE: Duration = Duration::from_millis(30);
@@ -67,13 +67,11 @@ pub async fn run(client: Client, cfg: RunConfig, metrics: Arc<Metrics>) -> Resul
         leading.clone(),
         term,
     );
-    let mut backoff = Backoff::new();
-    let mut retry: Option<Instant> = None;
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut primed = false;
     loop {
-        let mut wake: Option<Instant> = retry;
+        let mut wake: Option<Instant> = None;
         if *leading.borrow() && !primed {
             match applier.remember_told(cfg.scope.namespace.as_deref()).await {
                 Ok(()) => primed = true,
@@ -93,20 +91,10 @@ pub async fn run(client: Client, cfg: RunConfig, metrics: Arc<Metrics>) -> Resul
                 r = applier.apply(&plan, &snap, &observer) => r,
                 _ = still.wait_for(|l| !*l) => Err(Error::LeaderLost(ALLOCATOR_LEASE.into())),
             };
-            match outcome {
-                Ok(()) => {
-                    backoff.reset();
-                    retry = None;
-                }
-                Err(Error::LeaderLost(l)) => return Err(Error::LeaderLost(l)),
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, ?delay, "pass incomplete; retrying");
-                    retry = Some(Instant::now() + delay);
-                }
-            }
+            // Failed writes back off per object inside the applier; only a lost lease ends here.
+            outcome?;
             metrics.reconciled(started.elapsed().as_secs_f64());
-            wake = retry;
+            wake = applier.next_retry();
             if let Some(exp) = snap.next_expiry() {
                 let until = Duration::try_from(exp.duration_since(snap.now)).unwrap_or_default();
                 let at = started + until + Duration::from_millis(10);

@@ -3,6 +3,7 @@
 
 mod allocation;
 mod announcing;
+mod backoff;
 mod election;
 mod groups;
 mod ha;
