@@ -274,7 +274,7 @@ impl ControlPlane {
                 format!(
                     "--controllers=namespace,garbagecollector,serviceaccount-token{}",
                     if real {
-                        ",serviceaccount,root-ca-cert-publisher,deployment,replicaset,daemonset,endpointslice,\
+                        ",serviceaccount,root-ca-cert-publisher,deployment,replicaset,daemonset,disruption,endpointslice,\
                          nodelifecycle,podgc"
                     } else {
                         ""

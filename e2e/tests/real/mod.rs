@@ -53,6 +53,14 @@ pub fn hold_for_debugging(what: &str) {
 }
 
 pub fn app_yaml(ns: &str, image: &str) -> String {
+    app_yaml_on(ns, image, 3, None)
+}
+
+/// The app with `replicas` pods, spread over the nodes or all on `node`.
+pub fn app_yaml_on(ns: &str, image: &str, replicas: u32, node: Option<&str>) -> String {
+    let node_selector = node
+        .map(|n| format!("\n      nodeSelector: {{ kubernetes.io/hostname: {n} }}"))
+        .unwrap_or_default();
     format!(
         r#"apiVersion: v1
 kind: Namespace
@@ -65,13 +73,13 @@ metadata:
   name: app
   namespace: {ns}
 spec:
-  replicas: 3
+  replicas: {replicas}
   selector:
     matchLabels: {{ app: app }}
   template:
     metadata:
       labels: {{ app: app }}
-    spec:
+    spec:{node_selector}
       topologySpreadConstraints:
       - maxSkew: 1
         topologyKey: kubernetes.io/hostname
