@@ -77,19 +77,7 @@ fn helm_installed_ferrolb_serves_local_addresses_through_kube_proxy_to_real_pods
     kubectl_apply(c, &lb_service_yaml(ns, "local", "lan", "Local"));
     for svc in ["cluster", "local"] {
         for ip in wait_ingress(c, ns, svc) {
-            let body = wait(
-                &format!("HTTP through {svc} {ip} from the client"),
-                Duration::from_secs(60),
-                || {
-                    get_from_client(c, &ip).and_then(|b| {
-                        if b.contains("pod=app-") {
-                            Ok(b)
-                        } else {
-                            Err(b)
-                        }
-                    })
-                },
-            );
+            let body = page_through(c, &format!("{svc} {ip}"), &ip);
             if svc == "local" {
                 // externalTrafficPolicy Local: no SNAT, the pod sees the client itself.
                 let client = if ip.contains(':') {
@@ -142,19 +130,7 @@ fn helm_installed_ferrolb_routes_virtual_addresses_over_bgp_to_real_pods() {
                     }
                 },
             );
-            let body = wait(
-                &format!("HTTP through {svc} {ip} from the client"),
-                Duration::from_secs(60),
-                || {
-                    get_from_client(c, &ip).and_then(|b| {
-                        if b.contains("pod=app-") {
-                            Ok(b)
-                        } else {
-                            Err(b)
-                        }
-                    })
-                },
-            );
+            let body = page_through(c, &format!("{svc} {ip}"), &ip);
             eprintln!("{svc} {ip}: {}", body.trim());
         }
     }
@@ -427,11 +403,7 @@ fn with_external_traffic_policy_local_only_the_node_with_the_endpoint_holds_or_c
         },
     );
     for ip in [&local, &routed] {
-        let body = wait(
-            &format!("HTTP through {ip}"),
-            Duration::from_secs(60),
-            || get_from_client(c, ip),
-        );
+        let body = page_through(c, ip, ip);
         assert!(body.contains(&format!("node={node}")), "{ip}: {body}");
         assert!(
             body.contains("198.51.100.10"),

@@ -460,3 +460,20 @@ pub fn wait_ferrolb_ready(c: &Cluster) {
         },
     );
 }
+
+/// The app's page through `ip` from the client (bounded wait: 60 s).
+pub fn page_through(c: &Cluster, what: &str, ip: &str) -> String {
+    wait(
+        &format!("HTTP through {what} from the client"),
+        Duration::from_secs(60),
+        || {
+            get_from_client(c, ip).and_then(|b| {
+                if b.contains("pod=app-") {
+                    Ok(b)
+                } else {
+                    Err(b)
+                }
+            })
+        },
+    )
+}
