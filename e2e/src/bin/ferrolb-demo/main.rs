@@ -46,6 +46,22 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
+/// Whether `kubectl ferrolb where <svc> -o json` shows every address held by exactly its
+/// elected node (never `not`) with the allocator's announcing annotation written. Both demos
+/// wait for this before showing where addresses live.
+fn settled(json: &serde_json::Value, not: Option<&str>) -> bool {
+    json["addresses"].as_array().is_some_and(|addrs| {
+        addrs.iter().all(|a| {
+            let held = a["heldBy"].as_array().map_or(0, Vec::len);
+            let elected = a["elected"].as_str();
+            held == 1
+                && a["heldBy"][0]["node"].as_str() == elected
+                && elected != not
+                && a["announcing"].is_string()
+        })
+    })
+}
+
 fn heading(text: &str) {
     println!("\n=== {text}");
 }

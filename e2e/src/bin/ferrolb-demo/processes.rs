@@ -207,18 +207,7 @@ async fn settled(world: &World, svc: &str, not: Option<&str>) {
         .wait("the Leases to settle", Duration::from_secs(30), |w| {
             let json: serde_json::Value =
                 serde_json::from_str(&w.ferrolb(&["where", svc, "-o", "json"])).ok()?;
-            let addrs = json["addresses"].as_array()?;
-            addrs
-                .iter()
-                .all(|a| {
-                    let held = a["heldBy"].as_array().map_or(0, Vec::len);
-                    let elected = a["elected"].as_str();
-                    held == 1
-                        && a["heldBy"][0]["node"].as_str() == elected
-                        && elected != not
-                        && a["announcing"].is_string()
-                })
-                .then_some(())
+            crate::settled(&json, not).then_some(())
         })
         .await;
     if let Err(e) = ok {

@@ -253,19 +253,7 @@ impl Demo {
                 let out = self.ferrolb_output(&["where", svc, "-o", "json"]);
                 let json: serde_json::Value =
                     serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
-                let addrs = json["addresses"].as_array().ok_or_else(|| out.clone())?;
-                addrs
-                    .iter()
-                    .all(|a| {
-                        let held = a["heldBy"].as_array().map_or(0, Vec::len);
-                        let elected = a["elected"].as_str();
-                        held == 1
-                            && a["heldBy"][0]["node"].as_str() == elected
-                            && elected != not
-                            && a["announcing"].is_string()
-                    })
-                    .then_some(())
-                    .ok_or(out)
+                crate::settled(&json, not).then_some(()).ok_or(out)
             })
             .await;
         if let Err(e) = ok {
