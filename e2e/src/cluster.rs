@@ -637,17 +637,13 @@ fn wait_containerd(plan: &NodePlan, mut process: Option<&mut Process>) -> anyhow
     let deadline = Instant::now() + Duration::from_secs(60);
     let log = plan.dir.join("containerd.log");
     loop {
-        let booted = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("containerd successfully booted"))
-            .count();
-        // The log is appended to across restarts: one line per start so far.
-        let starts = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("starting containerd"))
-            .count();
+        // The log is appended to across restarts: one line of each per start so far.
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let count = |what: &str| text.lines().filter(|l| l.contains(what)).count();
+        let (booted, starts) = (
+            count("containerd successfully booted"),
+            count("starting containerd"),
+        );
         let answers = Command::new("ctr")
             .arg("--address")
             .arg(plan.containerd_socket())
