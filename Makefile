@@ -46,7 +46,9 @@ clippy:
 ## end-to-end tests against the real API server, kernel and routers. What CI runs.
 test: deps fmt-check clippy check-crds lint-images
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace --no-fail-fast
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test-output.log \
+	  || { bash .ci/failure-digest.sh target/test-output.log; exit 1; }
 
 ## Benchmarks: figures printed and written to target/bench/results.json.
 bench: deps

@@ -368,9 +368,17 @@ fn ibgp_carries_the_groups_local_preference_and_large_communities() {
     );
     assert!(text("community").contains("64520:100"), "{path}");
     assert!(text("largeCommunity").contains("64512:7:8"), "{path}");
-    assert_eq!(
-        tor.route_nexthops(AGGREGATE).expect("vtysh"),
-        vec![IpAddr::from(topo.node(0).lan_v4())],
-        "installed via the node"
-    );
+    // The path is in BGP's table before zebra has installed it in the ToR's RIB: wait for that.
+    let via = vec![IpAddr::from(topo.node(0).lan_v4())];
+    wait_for("the aggregate installed via the node", ROUTER_WAIT, || {
+        Ok((tor.route_nexthops(AGGREGATE)? == via).then_some(()))
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?}\n{}",
+            tor.route_nexthops(AGGREGATE),
+            tor.vtysh(&["show ip route"])
+                .unwrap_or_else(|e| e.to_string())
+        )
+    });
 }

@@ -187,12 +187,17 @@ impl Cluster {
         if let Some(c) = SHARED.get() {
             return Some(c);
         }
-        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _starting = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+        // Held across the start; holds the first start's error, so the other tests of this
+        // binary fail at once with the same cause instead of each trying again for minutes.
+        static STARTING: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let mut failed = STARTING.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = SHARED.get() {
             return Some(c);
         }
-        let c = std::thread::spawn(move || {
+        if let Some(e) = failed.as_ref() {
+            panic!("cannot start the real cluster (as an earlier test of this binary found): {e}");
+        }
+        let started = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -200,9 +205,15 @@ impl Cluster {
             rt.block_on(Cluster::start(&opts))
         })
         .join()
-        .expect("the cluster start thread does not panic")
-        .unwrap_or_else(|e| panic!("cannot start the real cluster: {e:#}"));
-        Some(SHARED.get_or_init(|| c))
+        .expect("the cluster start thread does not panic");
+        match started {
+            Ok(c) => Some(SHARED.get_or_init(|| c)),
+            Err(e) => {
+                let e = format!("{e:#}");
+                *failed = Some(e.clone());
+                panic!("cannot start the real cluster: {e}")
+            }
+        }
     }
 
     /// Builds the images, the network, the control plane and the nodes; returns once every node
