@@ -119,11 +119,6 @@ fn plain_manifest_install_under_iptables_kube_proxy_serves_through_one_arp_answe
         .1
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with("No resources found"))
-        // Known, left for the next change: while gossip converges after the install, an agent
-        // elected for an address that another agent (with a live Lease) still holds waits, as
-        // it should, but tells it as an AddressConflict naming that agent "not live in gossip".
-        // Every other conflict fails the test.
-        .filter(|l| !l.contains("not live in gossip"))
         .map(str::to_string)
         .collect();
     eprintln!(

@@ -25,7 +25,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use self::packet::Answer;
-use self::rules::{Gates, Mac, Macs, PROBES_PER_INTERVAL, Pace, Party, Verdict, Wait, judge};
+use self::rules::{
+    Answered, Gates, Mac, Macs, PROBES_PER_INTERVAL, Pace, Party, Verdict, Wait, judge, patience,
+};
 use self::socket::{Heard, Socket};
 use crate::apply::NodeEvents;
 use crate::decide::mac_text;
@@ -37,6 +39,8 @@ use crate::run::Held;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// The same conflict (address, MAC) gets at most one Event this often.
 const EVENT_EVERY: Duration = Duration::from_secs(30);
+/// `localAddressLifetime` before the first LBNodeAgent is read (the CRD's default).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(5);
 
 /// What the round and the prober share.
 struct Shared {
@@ -46,6 +50,8 @@ struct Shared {
     /// The local interface per family (IPv4, IPv6).
     interfaces: [Option<String>; 2],
     interval: Duration,
+    /// `localAddressLifetime`: how long a crashed agent's copy of an address may linger.
+    lifetime: Duration,
 }
 
 /// What the prober reports through.
@@ -78,6 +84,7 @@ impl Prober {
             macs: Macs::default(),
             interfaces: [None, None],
             interval: DEFAULT_INTERVAL,
+            lifetime: DEFAULT_LIFETIME,
         }));
         let task = tokio::spawn(probe_loop(shared.clone(), reporting));
         Self { shared, task }
@@ -95,18 +102,20 @@ impl Prober {
     }
 
     /// After a round: this node's and the agents' MACs, the local interfaces, `conflictProbe`,
-    /// and the local addresses the round asked about (gates of others are dropped).
+    /// `localAddressLifetime`, and the local addresses the round asked about (gates of others
+    /// are dropped).
     pub fn update(
         &self,
         macs: Macs,
         interfaces: [Option<String>; 2],
-        interval: Duration,
+        (interval, lifetime): (Duration, Duration),
         asked: &BTreeSet<IpAddr>,
     ) {
         let mut s = self.lock();
         s.macs = macs;
         s.interfaces = interfaces;
         s.interval = interval.max(Duration::from_millis(100));
+        s.lifetime = lifetime;
         s.gates.retain(asked);
     }
 }
@@ -259,7 +268,11 @@ impl Watch {
                 Party::Foreign => None,
             };
             let interval = s.interval;
-            match s.gates.answered(address, at.into_std(), other.is_none()) {
+            let patience = patience(s.lifetime, interval);
+            match s
+                .gates
+                .answered(address, at.into_std(), other.is_none(), patience)
+            {
                 Some(wait) => (other, Some(wait), None, interval),
                 None => {
                     let verdict = judge(&self.r.node, address, mac, &s.macs);
@@ -267,18 +280,23 @@ impl Watch {
                 }
             }
         };
-        if let Some((why, first)) = waiting {
-            // Waiting for it: the answer keeps it away. The first answer of a wait is a
-            // conflict worth reporting (a host that has the address, or a crashed agent's copy).
-            if first {
-                match &other {
-                    None => warn!(address = %address, mac = by,
-                                  "a host that is no agent has this address: not taking it"),
-                    Some(node) => info!(address = %address, mac = by, other = node, ?why,
-                                        "another agent answers for this address: waiting"),
+        if let Some(Answered { why, waited, tell }) = waiting {
+            // Waiting for it: the answer keeps it away. A host that has the address is reported
+            // at once; another agent only when a handover takes longer than it should.
+            match (&other, tell) {
+                (None, true) => {
+                    warn!(address = %address, mac = by,
+                          "a host that is no agent has this address: not taking it")
                 }
+                (Some(node), true) => warn!(address = %address, mac = by, other = node, ?why,
+                                            ?waited, "another agent still answers: waiting"),
+                (Some(node), false) => debug!(address = %address, mac = by, other = node, ?why,
+                                              ?waited, "another agent answers: waiting"),
+                (None, false) => {}
+            }
+            if tell {
                 self.report(address, mac, other.is_some(), || {
-                    notes::waiting(address, &by, other.as_deref(), why, interval)
+                    notes::waiting(address, &by, other.as_deref(), why, interval, waited)
                 });
             }
             return;

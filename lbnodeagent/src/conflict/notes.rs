@@ -7,14 +7,17 @@ use std::time::Duration;
 use super::rules::Wait;
 
 /// This node waits for `address` (it does not have it) and `by` answered for it; `other` is
-/// the agent's node, `None` for a host that is no agent; `interval`: `conflictProbe`.
+/// the agent's node, `None` for a host that is no agent; `interval`: `conflictProbe`;
+/// `waited`: since the first answer.
 pub fn waiting(
     address: IpAddr,
     by: &str,
     other: Option<&str>,
     why: Wait,
     interval: Duration,
+    waited: Duration,
 ) -> String {
+    let waited = Duration::from_secs(waited.as_secs());
     match (other, why) {
         (None, _) => format!(
             "{address} is answered on the LAN by {by}, which is no ferrolb agent: this node, \
@@ -23,13 +26,15 @@ pub fn waiting(
              out of the ServiceGroup's pool."
         ),
         (Some(node), Wait::Lingering) => format!(
-            "{address} is answered by {by} (node {node}, not live in gossip); this node, elected \
-             to hold it, waits until nobody answers (a crashed agent's copy expires with its \
-             lifetime)."
+            "{address} is still answered by {by} (node {node}, not live in gossip) after \
+             {waited:?}, longer than a crashed agent's copy lasts; this node, elected to hold \
+             it, waits until nobody answers. Is node {node}'s agent running but cut off from \
+             gossip (UDP 7947)?"
         ),
         (Some(node), Wait::New | Wait::Yielded) => format!(
-            "{address} is answered by {by} (node {node}); this node, elected to hold it, waits \
-             until nobody answers. Gossip between the nodes is probably blocked (UDP 7947)."
+            "{address} is still answered by {by} (node {node}) after {waited:?}; this node, \
+             elected to hold it, waits until nobody answers. Gossip between the nodes is \
+             probably blocked (UDP 7947)."
         ),
     }
 }
@@ -69,9 +74,23 @@ mod tests {
         let a: IpAddr = "2001:db8:1::130".parse().expect("ip");
         let second = Duration::from_secs(1);
         let notes = [
-            waiting(a, "02:00:00:00:00:0f", None, Wait::New, second),
-            waiting(a, "02:00:00:00:00:0b", Some("n-b"), Wait::Lingering, second),
-            waiting(a, "02:00:00:00:00:0b", Some("n-b"), Wait::Yielded, second),
+            waiting(a, "02:00:00:00:00:0f", None, Wait::New, second, second),
+            waiting(
+                a,
+                "02:00:00:00:00:0b",
+                Some("n-b"),
+                Wait::Lingering,
+                second,
+                12 * second,
+            ),
+            waiting(
+                a,
+                "02:00:00:00:00:0b",
+                Some("n-b"),
+                Wait::Yielded,
+                second,
+                12 * second,
+            ),
             yielded(a, "02:00:00:00:00:0b", "n-b"),
             kept(a, "02:00:00:00:00:0b", Some("n-b")),
             kept(a, "02:00:00:00:00:0f", None),
@@ -83,7 +102,12 @@ mod tests {
                 "{note}"
             );
         }
-        assert!(waiting(a, "x", None, Wait::New, second).contains("does not take it"));
-        assert!(waiting(a, "x", None, Wait::New, second).contains("every 1s"));
+        assert!(waiting(a, "x", None, Wait::New, second, second).contains("does not take it"));
+        assert!(waiting(a, "x", None, Wait::New, second, second).contains("every 1s"));
+        let late = waiting(a, "x", Some("n-b"), Wait::New, second, second * 12);
+        assert!(
+            late.contains("still answered by x (node n-b) after 12s"),
+            "{late}"
+        );
     }
 }

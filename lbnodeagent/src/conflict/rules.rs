@@ -100,6 +100,23 @@ pub enum Wait {
     Yielded,
 }
 
+/// An answer for an address this node waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answered {
+    pub why: Wait,
+    /// Since the first answer of this wait.
+    pub waited: Duration,
+    /// Worth an Event now.
+    pub tell: bool,
+}
+
+/// How long another agent may go on answering for an address this node waits for before it
+/// is reported: a crashed agent's copy expires with the address lifetime, and a live agent
+/// gives way once gossip has converged, which takes a few probe intervals.
+pub fn patience(lifetime: Duration, interval: Duration) -> Duration {
+    lifetime + interval * 5
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Gate {
     /// Someone answers (or may answer) for it: not on this node, probed at the [`Pace`].
@@ -107,6 +124,10 @@ enum Gate {
         why: Wait,
         probed: Option<Instant>,
         answered: Option<Instant>,
+        /// The first answer of this wait.
+        since: Option<Instant>,
+        /// This wait was reported.
+        told: bool,
         /// The last answer came from a host that is no agent.
         foreign: bool,
     },
@@ -194,31 +215,50 @@ impl Gates {
                 why,
                 probed: None,
                 answered: None,
+                since: None,
+                told: false,
                 foreign: false,
             },
         );
     }
 
     /// Someone answered for `address` at `at` (`foreign`: a host that is no agent). When this
-    /// node waits for it: why, and whether this is the first answer of the wait (worth
-    /// reporting; the others are not).
+    /// node waits for it: why, how long it has been answered, and whether to report it now.
+    /// A host that is no agent is reported at its first answer. Another agent answering is a
+    /// handover in progress (gossip converging, or a crashed agent's copy expiring) and is
+    /// reported only when it still answers after `patience` (see [`patience`]), once per wait.
     pub fn answered(
         &mut self,
         address: IpAddr,
         at: Instant,
         foreign: bool,
-    ) -> Option<(Wait, bool)> {
+        patience: Duration,
+    ) -> Option<Answered> {
         match self.gates.get_mut(&address) {
             Some(Gate::Probing {
                 why,
                 answered,
+                since,
+                told,
                 foreign: from_foreign,
                 ..
             }) => {
                 let first = answered.is_none();
                 *answered = Some(at);
                 *from_foreign = foreign;
-                Some((*why, first))
+                let since = *since.get_or_insert(at);
+                let waited = at.saturating_duration_since(since);
+                let tell = if foreign {
+                    first
+                } else {
+                    !*told && waited >= patience
+                };
+                *told |= tell;
+                Some(Answered {
+                    why: *why,
+                    waited,
+                    tell,
+                })
             }
             _ => None,
         }

@@ -105,7 +105,10 @@ pub async fn reconcile(
                 want.local_interface_v4.clone(),
                 want.local_interface_v6.clone(),
             ],
-            conflict_probe,
+            (
+                conflict_probe,
+                Duration::from_secs(snapshot.config.local_address_lifetime.into()),
+            ),
             &asked,
         );
     }
