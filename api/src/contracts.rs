@@ -184,6 +184,9 @@ pub mod reason {
     pub const ADDRESS_CONFLICT: &str = "AddressConflict";
     pub const ROUTER_CONFIG_REJECTED: &str = "RouterConfigRejected";
     pub const ROUTER_CONFIG_APPLIED: &str = "RouterConfigApplied";
+    /// The agent made the local interface answer ARP only for its own addresses, because
+    /// kube-proxy's IPVS mode (`kube-ipvs0`) would make every node answer for every address.
+    pub const STRICT_ARP_APPLIED: &str = "StrictARPApplied";
 }
 
 /// Namespace where Events about cluster-scoped objects (Nodes) live.

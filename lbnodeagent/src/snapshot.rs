@@ -119,6 +119,8 @@ pub struct KernelFacts {
     pub interfaces: Vec<Interface>,
     /// Default routes of the main table.
     pub default_routes: Vec<DefaultRoute>,
+    /// `net.ipv4.conf.all.arp_ignore`/`arp_announce`; `None` when they cannot be read.
+    pub arp_all: Option<ArpConf>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -133,7 +135,17 @@ pub struct Interface {
     pub carrier: bool,
     pub oper: OperState,
     pub mac: Option<Vec<u8>>,
+    /// Its IPv4 ARP settings; `None` for a link without IPv4 configuration.
+    pub arp: Option<ArpConf>,
     pub addresses: Vec<InterfaceAddress>,
+}
+
+/// A link's IPv4 `arp_ignore` and `arp_announce` (as in `/proc/sys/net/ipv4/conf/<link>/`). The
+/// kernel applies the larger of the link's and `all`'s value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArpConf {
+    pub ignore: i32,
+    pub announce: i32,
 }
 
 impl Interface {

@@ -64,6 +64,32 @@ impl NodeEvents {
         });
     }
 
+    /// `StrictARPApplied`: the local interface answers ARP only for its own addresses now.
+    pub fn strict_arp_applied(&self, note: String) {
+        self.publish(Event {
+            type_: EventType::Normal,
+            reason: reason::STRICT_ARP_APPLIED.into(),
+            note: Some(truncate(note)),
+            action: "Configure".into(),
+            secondary: None,
+        });
+    }
+
+    /// `AnnouncementFailed`: strict ARP is needed (kube-proxy in IPVS mode) but cannot be set.
+    pub fn strict_arp_failed(&self, interface: &str, error: &Error) {
+        self.publish(Event {
+            type_: EventType::Warning,
+            reason: reason::ANNOUNCEMENT_FAILED.into(),
+            note: Some(truncate(format!(
+                "kube-proxy's IPVS mode puts every Service address on kube-ipvs0, so every node \
+                 answers ARP for local addresses; setting arp_ignore 1 and arp_announce 2 on \
+                 {interface} failed: {error}. Set `strictARP: true` in kube-proxy's configuration."
+            ))),
+            action: "Configure".into(),
+            secondary: None,
+        });
+    }
+
     /// `InvalidLBNodeAgent`: an LBNodeAgent does not parse and is ignored on this node. The
     /// Event relates to that version of the object: kube's recorder folds Events with the same
     /// reason, regarding and related object into one series that keeps the first note, so

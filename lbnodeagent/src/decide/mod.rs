@@ -10,6 +10,7 @@ mod eligibility;
 mod interfaces;
 mod published;
 mod retry;
+mod strict_arp;
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ pub use interfaces::{
 };
 pub use published::{gossip_addr, gossip_published, held_local, lease_annotations, mac_text};
 pub use retry::{BACKOFF_MAX, BACKOFF_MIN, Retries};
+pub use strict_arp::{KUBE_IPVS_INTERFACE, StrictArp, applied_note, strict_arp};
 
 /// `IFA_F_NODAD`: IPv6 addresses are usable at once; the election, not DAD, prevents duplicates.
 pub const IFA_F_NODAD: u32 = 0x02;

@@ -12,7 +12,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteType};
 use rtnetlink::{AddressMessageBuilder, LinkDummy, LinkIfb, LinkUnspec};
 
-use crate::snapshot::{DefaultRoute, Interface, InterfaceAddress, Lifetime, OperState};
+use crate::snapshot::{ArpConf, DefaultRoute, Interface, InterfaceAddress, Lifetime, OperState};
 
 /// An address to write: where, what, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,18 +71,47 @@ pub fn promote_secondaries_request(index: u32) -> LinkMessage {
     msg
 }
 
-/// Whether a link dump says `promote_secondaries` is on; `None` when the message carries no
-/// IPv4 device configuration (a link without IPv4).
-pub fn promote_secondaries(msg: &LinkMessage) -> Option<bool> {
+/// The RTM_SETLINK request that makes link `index` answer ARP only for its own addresses and
+/// name only its own addresses in its ARP requests: `arp_ignore` 1 and `arp_announce` 2, what
+/// kube-proxy's `strictARP` sets on `all` (the kernel applies the larger of `all` and the link).
+/// As for [`promote_secondaries_request`], only these two fields are sent.
+pub fn strict_arp_request(index: u32) -> LinkMessage {
+    let mut conf = InetDevConf::default();
+    conf.arp_ignore = 1;
+    conf.arp_announce = 2;
+    let mut msg = LinkUnspec::new_with_index(index).build();
+    msg.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+            AfSpecInet::DevConfRequest(conf),
+        ])]));
+    msg
+}
+
+/// A link dump's IPv4 device configuration; `None` for a link without IPv4.
+fn inet_devconf(msg: &LinkMessage) -> Option<&InetDevConf> {
     msg.attributes.iter().find_map(|attr| match attr {
         LinkAttribute::AfSpecUnspec(specs) => specs.iter().find_map(|spec| match spec {
             AfSpecUnspec::Inet(inet) => inet.iter().find_map(|i| match i {
-                AfSpecInet::DevConf(conf) => Some(conf.promote_secondaries != 0),
+                AfSpecInet::DevConf(conf) => Some(conf),
                 _ => None,
             }),
             _ => None,
         }),
         _ => None,
+    })
+}
+
+/// Whether a link dump says `promote_secondaries` is on; `None` when the message carries no
+/// IPv4 device configuration (a link without IPv4).
+pub fn promote_secondaries(msg: &LinkMessage) -> Option<bool> {
+    inet_devconf(msg).map(|conf| conf.promote_secondaries != 0)
+}
+
+/// A link dump's `arp_ignore` and `arp_announce`; `None` for a link without IPv4.
+pub fn arp_conf(msg: &LinkMessage) -> Option<ArpConf> {
+    inet_devconf(msg).map(|conf| ArpConf {
+        ignore: conf.arp_ignore,
+        announce: conf.arp_announce,
     })
 }
 
@@ -119,6 +148,7 @@ pub fn interface(msg: &LinkMessage) -> Option<Interface> {
         index: msg.header.index,
         admin_up: msg.header.flags.contains(LinkFlags::Up),
         carrier: msg.header.flags.contains(LinkFlags::LowerUp),
+        arp: arp_conf(msg),
         ..Interface::default()
     };
     for attr in &msg.attributes {
@@ -272,6 +302,48 @@ mod tests {
         .concat();
         // The link header is 16 bytes; the AF_SPEC attribute is the only attribute after it.
         assert_eq!(&bytes[16..], &want[..], "{bytes:?}");
+    }
+
+    #[test]
+    fn strict_arp_request_sends_arp_ignore_and_arp_announce_only() {
+        use netlink_packet_core::Emitable;
+        let msg = strict_arp_request(4);
+        assert_eq!(msg.header.index, 4);
+        let mut bytes = vec![0; msg.buffer_len()];
+        msg.emit(&mut bytes);
+        let nla = |len: u16, kind: u16| [len.to_ne_bytes(), kind.to_ne_bytes()].concat();
+        const IPV4_DEVCONF_ARP_ANNOUNCE: u16 = 18;
+        const IPV4_DEVCONF_ARP_IGNORE: u16 = 19;
+        // AF_SPEC(4) → AF_INET(4) → INET_CONF(4) → two 8-byte settings, after the 16-byte header.
+        assert_eq!(bytes.len(), 16 + 12 + 16, "{bytes:?}");
+        let settings = &bytes[28..];
+        let ignore = [nla(8, IPV4_DEVCONF_ARP_IGNORE), 1u32.to_ne_bytes().to_vec()].concat();
+        let announce = [
+            nla(8, IPV4_DEVCONF_ARP_ANNOUNCE),
+            2u32.to_ne_bytes().to_vec(),
+        ]
+        .concat();
+        assert!(
+            settings == [ignore.clone(), announce.clone()].concat()
+                || settings == [announce, ignore].concat(),
+            "{settings:?}"
+        );
+        let mut conf = InetDevConf::default();
+        conf.arp_ignore = 1;
+        conf.arp_announce = 2;
+        let mut dump = LinkMessage::default();
+        dump.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                AfSpecInet::DevConf(conf),
+            ])]));
+        assert_eq!(
+            arp_conf(&dump),
+            Some(ArpConf {
+                ignore: 1,
+                announce: 2
+            })
+        );
+        assert_eq!(arp_conf(&LinkMessage::default()), None);
     }
 
     #[test]

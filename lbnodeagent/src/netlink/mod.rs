@@ -247,6 +247,34 @@ impl Netlink {
         }
     }
 
+    /// Sets `arp_ignore` 1 and `arp_announce` 2 on link `index` over netlink (see
+    /// [`messages::strict_arp_request`]) and reads them back.
+    pub async fn set_strict_arp(&self, name: &str, index: u32) -> Result<()> {
+        self.handle
+            .link()
+            .set(messages::strict_arp_request(index))
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("set arp_ignore/arp_announce on {name}"), e))?;
+        let msg = self
+            .handle
+            .link()
+            .get()
+            .match_index(index)
+            .execute()
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink(format!("get link {index}"), e))?;
+        match msg.as_ref().and_then(messages::arp_conf) {
+            Some(c) if c.ignore == 1 && c.announce == 2 => Ok(()),
+            now => Err(Error::LinkSetting {
+                interface: name.into(),
+                setting: "arp_ignore/arp_announce",
+                why: format!("reads {now:?} after setting them to 1 and 2"),
+            }),
+        }
+    }
+
     /// The link's IPv4 `promote_secondaries` as the kernel reports it (RTM_GETLINK,
     /// IFLA_INET_CONF); `None` when the link has no IPv4 configuration.
     pub async fn promote_secondaries(&self, index: u32) -> Result<Option<bool>> {

@@ -60,6 +60,8 @@ pub(crate) struct Context {
     /// The rejected LBNodeAgents already reported, as their messages: each is logged and
     /// posted once, and again only when it changes.
     rejected: Mutex<BTreeSet<String>>,
+    /// When setting strict ARP on the local interface last failed (retried a minute later).
+    strict_arp_failed: Mutex<Option<std::time::Instant>>,
 }
 
 /// Kernel notifications come in bursts (an address and its routes): rounds start at least this
@@ -132,6 +134,7 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<()> {
         senders: Senders::default(),
         prober,
         rejected: Mutex::default(),
+        strict_arp_failed: Mutex::default(),
     };
     let mut election = Election::new(&ctx.node, cfg.holder, keys, &ctx.metrics, wake.clone());
     let cluster = ctx.stores.cluster(&ctx.node);

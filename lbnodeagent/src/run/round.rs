@@ -12,16 +12,16 @@ use ferrolb_api::check::agent_durations;
 use ferrolb_api::contracts::lease;
 use k8s_openapi::api::coordination::v1::Lease;
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::Context;
 use super::election::Election;
 use crate::apply::{Applied, Outcome, apply};
 use crate::conflict::rules::{Mac, Macs, parse_mac};
 use crate::decide::{
-    AddressKind, Change, DesiredAddress, Observed, Retries, agent_config, blocked, desired, diff,
-    gossip_addr, gossip_published, held_local, lease_annotations, node_subnets, own_macs,
-    owned_local_addresses,
+    AddressKind, Change, DesiredAddress, Observed, Retries, StrictArp, agent_config, applied_note,
+    blocked, desired, diff, gossip_addr, gossip_published, held_local, lease_annotations,
+    node_subnets, own_macs, owned_local_addresses, strict_arp,
 };
 use crate::observe::{groups, kernel_facts};
 use crate::snapshot::{AgentConfig, Gratuitous, KernelFacts, Lifecycle, Snapshot};
@@ -94,6 +94,11 @@ pub async fn reconcile(
         }
     };
     let want = desired(&snapshot, &holds);
+    // Before any local address is added: with kube-proxy's IPVS mode, every node would answer
+    // ARP for it.
+    if let Some(fix) = strict_arp(&snapshot.kernel, want.local_interface_v4.as_deref()) {
+        ensure_strict_arp(ctx, &fix).await;
+    }
     if let Some(prober) = &ctx.prober {
         let asked = asked.into_inner().unwrap_or_else(|p| p.into_inner());
         prober.update(
@@ -254,6 +259,33 @@ fn announce(
 
 /// `conflictProbe` of the LBNodeAgent in force (the CRD's default, 1 s, when there is none or
 /// it does not parse within its bounds).
+/// Sets strict ARP on the local interface (see [`strict_arp`]); says so in an Event, or in a
+/// Warning when the kernel refuses, retried a minute later.
+async fn ensure_strict_arp(ctx: &Context, fix: &StrictArp) {
+    const RETRY: Duration = Duration::from_secs(60);
+    let failed = || {
+        ctx.strict_arp_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    };
+    if failed().is_some_and(|at| at.elapsed() < RETRY) {
+        return;
+    }
+    match ctx.netlink.set_strict_arp(&fix.interface, fix.index).await {
+        Ok(()) => {
+            *failed() = None;
+            info!(interface = fix.interface, before = ?fix.before, "kube-ipvs0 exists: set \
+                  arp_ignore 1 and arp_announce 2 on the local interface (strict ARP)");
+            ctx.events.strict_arp_applied(applied_note(fix));
+        }
+        Err(e) => {
+            *failed() = Some(Instant::now());
+            warn!(interface = fix.interface, error = %e, "cannot set strict ARP");
+            ctx.events.strict_arp_failed(&fix.interface, &e);
+        }
+    }
+}
+
 fn conflict_probe(agents: &[LBNodeAgent], config: &AgentConfig) -> Duration {
     config
         .source

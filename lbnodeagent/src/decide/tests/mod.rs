@@ -15,7 +15,7 @@ use ferrolb_api::pool::{AddrRange, Aggregation, Family, parse_cidr};
 use ferrolb_api::servicegroup::GroupType;
 
 use crate::snapshot::{
-    AgentConfig, DefaultRoute, Group, GroupPool, Interface, InterfaceAddress, KernelFacts,
+    AgentConfig, ArpConf, DefaultRoute, Group, GroupPool, Interface, InterfaceAddress, KernelFacts,
     Lifecycle, Lifetime, LocalInterface, NodeFacts, OperState, ServiceAddresses, Snapshot,
 };
 
@@ -61,6 +61,7 @@ pub(super) fn iface(index: u32, name: &str, addrs: &[&str]) -> Interface {
         carrier: true,
         oper: OperState::Up,
         mac: Some(vec![2, 0, 0, 0, 0, index as u8]),
+        arp: Some(ArpConf::default()),
         addresses: addrs.iter().map(|a| own(a)).collect(),
     }
 }
@@ -177,6 +178,7 @@ pub(super) fn world() -> Snapshot {
                 kube_lb0,
             ],
             default_routes: vec![route(Family::V4, 2, 100), route(Family::V6, 2, 100)],
+            arp_all: Some(ArpConf::default()),
         },
         lifecycle: Lifecycle::Running,
     }
