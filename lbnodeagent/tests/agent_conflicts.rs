@@ -115,6 +115,35 @@ fn holders_since(sampler: &Sampler, addr: IpAddr, from: Instant) -> BTreeSet<Vec
         .collect()
 }
 
+/// kube's recorder folds Events of one reason about one Node into one series (counting up under
+/// the first note) unless their related objects differ: two addresses in conflict on one node
+/// showed as one Event naming only the first. Each address's Event relates to its Service and
+/// address, so each is told.
+#[tokio::test]
+async fn two_addresses_in_conflict_on_one_node_get_an_event_each() {
+    // One agent holds both addresses; node 1 runs none: a foreign host on the LAN.
+    let Some((w, _sampler)) = world("ce", "conflict-each", 2, &[0]).await else {
+        return;
+    };
+    let foreign = w.node_ns(1).to_string();
+    // One after the other: the second Event is published once the first is known.
+    for (addr, cidr, extra) in [
+        (V4, format!("{V4}/24"), None),
+        (V6, format!("{V6}/64"), Some("nodad")),
+    ] {
+        let mut argv = vec!["ip", "addr", "add", cidr.as_str(), "dev", "eth0"];
+        argv.extend(extra);
+        w.topo
+            .run(&foreign, &argv)
+            .expect("the foreign host claims the address");
+        w.eventually_async(
+            &format!("an AddressConflict Event of its own on node 0 for {addr}"),
+            || async { !w.conflict_events(0, addr).await.is_empty() },
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn split_gossip_and_a_lan_partition_end_with_one_holder_per_address() {
     let all = [0, 1, 2, 3];

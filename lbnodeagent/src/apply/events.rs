@@ -4,6 +4,8 @@
 use ferrolb_api::contracts::{FIELD_MANAGER_AGENT, reason};
 use ferrolb_api::lbnodeagent::REASON_INVALID;
 use k8s_openapi::api::core::v1::ObjectReference;
+use std::net::IpAddr;
+
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
@@ -16,6 +18,23 @@ use crate::decide::{Change, Rejected};
 pub struct NodeEvents {
     recorder: Recorder,
     node: ObjectReference,
+}
+
+/// The related object of an Event about `address` of a Service (`namespace/name`): the
+/// Service, with the address as the field (`status.loadBalancer.ingress{192.0.2.10}`, after
+/// the kubelet's `spec.containers{name}`). kube's recorder keeps one series, with its first
+/// note, per reason, regarding and related object: without this every address's problem on a
+/// Node would count up under the first one's note.
+fn address_ref(service: &str, address: IpAddr) -> ObjectReference {
+    let (namespace, name) = service.split_once('/').unwrap_or(("", service));
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Service".into()),
+        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+        name: Some(name.to_string()),
+        field_path: Some(format!("status.loadBalancer.ingress{{{address}}}")),
+        ..Default::default()
+    }
 }
 
 impl NodeEvents {
@@ -39,8 +58,13 @@ impl NodeEvents {
         }
     }
 
-    /// `AnnouncementFailed`: a change of the kernel's addresses failed.
-    pub fn announcement_failed(&self, change: &Change, error: &Error) {
+    /// `AnnouncementFailed`: a change of the kernel's addresses failed; `service`
+    /// (`namespace/name`): the Service whose address it was.
+    pub fn announcement_failed(&self, change: &Change, error: &Error, service: Option<&str>) {
+        let related = change
+            .address()
+            .zip(service)
+            .map(|(a, s)| address_ref(s, a));
         self.publish(Event {
             type_: EventType::Warning,
             reason: reason::ANNOUNCEMENT_FAILED.into(),
@@ -49,18 +73,19 @@ impl NodeEvents {
                  and the address with `ip addr` on the node."
             ))),
             action: "Announce".into(),
-            secondary: None,
+            secondary: related,
         });
     }
 
-    /// `AddressConflict`: another MAC answered for a local address; `note` says who keeps it.
-    pub fn address_conflict(&self, note: String) {
+    /// `AddressConflict`: another MAC answered for `address`; `note` says who keeps it;
+    /// `service` (`namespace/name`): the Service whose address it is.
+    pub fn address_conflict(&self, address: IpAddr, note: String, service: Option<&str>) {
         self.publish(Event {
             type_: EventType::Warning,
             reason: reason::ADDRESS_CONFLICT.into(),
             note: Some(truncate(note)),
             action: "Probe".into(),
-            secondary: None,
+            secondary: service.map(|s| address_ref(s, address)),
         });
     }
 

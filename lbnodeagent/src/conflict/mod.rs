@@ -52,6 +52,8 @@ struct Shared {
     interval: Duration,
     /// `localAddressLifetime`: how long a crashed agent's copy of an address may linger.
     lifetime: Duration,
+    /// The Service (`namespace/name`) of each address, for the Events.
+    services: BTreeMap<IpAddr, String>,
 }
 
 /// What the prober reports through.
@@ -85,6 +87,7 @@ impl Prober {
             interfaces: [None, None],
             interval: DEFAULT_INTERVAL,
             lifetime: DEFAULT_LIFETIME,
+            services: BTreeMap::new(),
         }));
         let task = tokio::spawn(probe_loop(shared.clone(), reporting));
         Self { shared, task }
@@ -102,16 +105,18 @@ impl Prober {
     }
 
     /// After a round: this node's and the agents' MACs, the local interfaces, `conflictProbe`,
-    /// `localAddressLifetime`, and the local addresses the round asked about (gates of others
-    /// are dropped).
+    /// `localAddressLifetime`, the Service of each address, and the local addresses the round
+    /// asked about (gates of others are dropped).
     pub fn update(
         &self,
         macs: Macs,
         interfaces: [Option<String>; 2],
         (interval, lifetime): (Duration, Duration),
+        services: BTreeMap<IpAddr, String>,
         asked: &BTreeSet<IpAddr>,
     ) {
         let mut s = self.lock();
+        s.services = services;
         s.macs = macs;
         s.interfaces = interfaces;
         s.interval = interval.max(Duration::from_millis(100));
@@ -341,6 +346,9 @@ impl Watch {
             return;
         }
         self.reported.insert((address, mac, agent), now);
-        self.r.events.address_conflict(note());
+        let service = self.lock().services.get(&address).cloned();
+        self.r
+            .events
+            .address_conflict(address, note(), service.as_deref());
     }
 }

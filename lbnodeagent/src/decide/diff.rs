@@ -74,6 +74,17 @@ pub enum Change {
     RemoveVirtualInterface(String),
 }
 
+impl Change {
+    /// The address it adds, renews or removes; `None` for a link change.
+    pub fn address(&self) -> Option<IpAddr> {
+        match self {
+            Change::Remove(o) => Some(o.address),
+            Change::Add(d) | Change::Renew(d) => Some(d.address),
+            Change::CreateVirtualInterface(_) | Change::RemoveVirtualInterface(_) => None,
+        }
+    }
+}
+
 /// As in log lines: `add eth0 192.0.2.10/24`.
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -24,7 +24,9 @@ pub use eligibility::{local_eligibility, virtual_eligibility};
 pub use interfaces::{
     local_interface, node_subnets, offered_subnets, own_macs, owned_local_addresses,
 };
-pub use published::{gossip_addr, gossip_published, held_local, lease_annotations, mac_text};
+pub use published::{
+    gossip_addr, gossip_published, held_local, lease_annotations, mac_text, services_by_address,
+};
 pub use retry::{BACKOFF_MAX, BACKOFF_MIN, Retries};
 pub use strict_arp::{KUBE_IPVS_INTERFACE, StrictArp, applied_note, strict_arp};
 

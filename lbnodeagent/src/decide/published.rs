@@ -10,7 +10,27 @@ use ferrolb_api::pool::Family;
 use super::desired::{AddressKind, Desired};
 use super::interfaces::own_addresses;
 use crate::gossip::view::Published;
-use crate::snapshot::{Interface, KernelFacts};
+use crate::snapshot::{Interface, KernelFacts, ServiceAddresses};
+
+/// For each address, the Service (`namespace/name`) an Event about it relates to: the first by
+/// name when Services share it. Events of one reason on one Node are one series per related
+/// object, so each address's problem gets its own Event instead of counting up under the
+/// first one's message.
+pub fn services_by_address(services: &[ServiceAddresses]) -> BTreeMap<IpAddr, String> {
+    let mut out: BTreeMap<IpAddr, String> = BTreeMap::new();
+    for s in services {
+        for a in &s.addresses {
+            out.entry(*a)
+                .and_modify(|k| {
+                    if s.key < *k {
+                        k.clone_from(&s.key);
+                    }
+                })
+                .or_insert_with(|| s.key.clone());
+        }
+    }
+    out
+}
 
 /// The Lease annotations: `holding` lists the local addresses the node really carries (the
 /// caller leaves out those it failed to add), at most [`HOLDING_LIMIT`] of them.

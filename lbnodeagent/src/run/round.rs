@@ -21,7 +21,7 @@ use crate::conflict::rules::{Mac, Macs, parse_mac};
 use crate::decide::{
     AddressKind, Change, DesiredAddress, Observed, Retries, StrictArp, agent_config, applied_note,
     blocked, desired, diff, gossip_addr, gossip_published, held_local, lease_annotations,
-    node_subnets, own_macs, owned_local_addresses, strict_arp,
+    node_subnets, own_macs, owned_local_addresses, services_by_address, strict_arp,
 };
 use crate::observe::{groups, kernel_facts};
 use crate::snapshot::{AgentConfig, Gratuitous, KernelFacts, Lifecycle, Snapshot};
@@ -94,6 +94,7 @@ pub async fn reconcile(
         }
     };
     let want = desired(&snapshot, &holds);
+    let services = services_by_address(&snapshot.services);
     // Before any local address is added: with kube-proxy's IPVS mode, every node would answer
     // ARP for it.
     if let Some(fix) = strict_arp(&snapshot.kernel, want.local_interface_v4.as_deref()) {
@@ -114,6 +115,7 @@ pub async fn reconcile(
                 conflict_probe,
                 Duration::from_secs(snapshot.config.local_address_lifetime.into()),
             ),
+            services.clone(),
             &asked,
         );
     }
@@ -167,7 +169,7 @@ pub async fn reconcile(
     *ctx.held.write().unwrap_or_else(|p| p.into_inner()) = held.clone();
     let mut added: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
     for applied in &report {
-        if let Some(d) = account(ctx, applied) {
+        if let Some(d) = account(ctx, applied, &services) {
             added.entry(&d.interface).or_default().push(d.address);
         }
     }
@@ -194,11 +196,17 @@ pub async fn reconcile(
 }
 
 /// Metrics and Events for one applied change; a local address it added, to be announced.
-fn account<'a>(ctx: &Context, applied: &'a Applied) -> Option<&'a DesiredAddress> {
+fn account<'a>(
+    ctx: &Context,
+    applied: &'a Applied,
+    services: &BTreeMap<IpAddr, String>,
+) -> Option<&'a DesiredAddress> {
     match (&applied.outcome, &applied.change) {
         (Outcome::Failed(e), change) => {
             ctx.metrics.netlink_error();
-            ctx.events.announcement_failed(change, e);
+            let service = change.address().and_then(|a| services.get(&a));
+            ctx.events
+                .announcement_failed(change, e, service.map(String::as_str));
         }
         (Outcome::Done, Change::Add(d)) => {
             ctx.metrics.added(d.kind, d.address);

@@ -8,7 +8,7 @@ use ferrolb_api::pool::Family;
 
 use super::{ip, route, svc, world};
 use crate::decide::{desired, holds_every_address, lease_annotations};
-use crate::snapshot::Lifecycle;
+use crate::snapshot::{Lifecycle, ServiceAddresses};
 
 fn annotations(snapshot: &crate::snapshot::Snapshot, holding: &[&str]) -> BTreeMap<String, String> {
     let want = desired(snapshot, &holds_every_address);
@@ -143,4 +143,30 @@ fn an_address_whose_removal_failed_is_still_published_as_held() {
         let held = crate::decide::held_local(&want, &failed, &none, &not_removed);
         assert_eq!(held.into_iter().collect::<Vec<_>>(), want_held, "{name}");
     }
+}
+
+#[test]
+fn each_address_relates_to_one_service_the_first_by_name_when_shared() {
+    let service = |key: &str, addresses: &[&str]| ServiceAddresses {
+        key: key.into(),
+        addresses: addresses.iter().map(|a| a.parse().expect("ip")).collect(),
+        ..ServiceAddresses::default()
+    };
+    let services = [
+        service("b/web", &["192.0.2.10", "2001:db8:1::10"]),
+        service("a/dns", &["192.0.2.10"]),
+        service("c/api", &["192.0.2.11"]),
+    ];
+    let got = crate::decide::services_by_address(&services);
+    let want: Vec<(IpAddr, &str)> = vec![
+        ("192.0.2.10".parse().expect("ip"), "a/dns"),
+        ("192.0.2.11".parse().expect("ip"), "c/api"),
+        ("2001:db8:1::10".parse().expect("ip"), "b/web"),
+    ];
+    assert_eq!(
+        got.iter()
+            .map(|(a, k)| (*a, k.as_str()))
+            .collect::<Vec<_>>(),
+        want
+    );
 }
