@@ -26,7 +26,7 @@ pub use config::{CLUSTER_CIDRS, NodePlan, ProxyMode, pod_cidr_v4, pod_cidr_v6};
 use crate::controlplane::{ControlPlane, Options};
 use crate::env;
 use crate::process::{Process, tied};
-use crate::topology::{self, Frr, Topology, TorConfig};
+use crate::topology::{self, BfdTimers, Frr, Topology, TorConfig};
 
 /// The images the cluster runs, as `e2e/images/build.sh` names them.
 #[derive(Debug, Clone)]
@@ -303,7 +303,9 @@ impl Cluster {
             ]),
             &cluster.cp.dir().join("kube-scheduler.log"),
         )?);
-        cluster.tor = Some(cluster.topo.run_frr(&TorConfig::for_nodes(&cluster.topo))?);
+        let mut tor = TorConfig::for_nodes(&cluster.topo);
+        tor.bfd = Some(BfdTimers::COMMON);
+        cluster.tor = Some(cluster.topo.run_frr(&tor)?);
         cluster.wait_nodes_ready(Duration::from_secs(180)).await?;
         eprintln!(
             "cluster: {} nodes Ready in {:.1} s (kube-proxy {:?})",
