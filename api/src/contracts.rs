@@ -187,6 +187,8 @@ pub mod reason {
     /// The agent made the local interface answer ARP only for its own addresses, because
     /// kube-proxy's IPVS mode (`kube-ipvs0`) would make every node answer for every address.
     pub const STRICT_ARP_APPLIED: &str = "StrictARPApplied";
+    /// An LBNodeAgent does not parse and is ignored by the agent on this node.
+    pub const INVALID_LBNODEAGENT: &str = "InvalidLBNodeAgent";
 }
 
 /// Namespace where Events about cluster-scoped objects (Nodes) live.

@@ -21,11 +21,6 @@ pub mod bounds {
     pub const GRATUITOUS_INITIAL_DELAY: Bounds = ("0ms", "1m");
 }
 
-/// Reason of the Warning Event an agent posts on its Node when an LBNodeAgent cannot be used
-/// (it is ignored; the message names the object and the field).
-// TODO(contracts): belongs in `contracts::reason` with the other agent reasons.
-pub const REASON_INVALID: &str = "InvalidLBNodeAgent";
-
 /// Label selector operators the agent (and Kubernetes) know.
 pub const SELECTOR_OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExist"];
 

@@ -12,8 +12,8 @@ mod world;
 
 use std::time::{Duration, Instant};
 
+use ferrolb_api::contracts::reason::INVALID_LBNODEAGENT;
 use ferrolb_api::contracts::{CLUSTER_EVENTS_NAMESPACE, lease};
-use ferrolb_api::lbnodeagent::REASON_INVALID;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
@@ -152,7 +152,7 @@ async fn lbnodeagents_the_api_server_lets_through_never_stop_an_agent() {
         let list = events.list(&Default::default()).await.expect("list Events");
         list.items
             .into_iter()
-            .filter(|e| e.reason.as_deref() == Some(REASON_INVALID))
+            .filter(|e| e.reason.as_deref() == Some(INVALID_LBNODEAGENT))
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(&node))
             .filter_map(|e| e.note)
             .collect::<Vec<_>>()

@@ -2,7 +2,6 @@
 //! cluster-scoped objects do), published without holding up the reconcile loop.
 
 use ferrolb_api::contracts::{FIELD_MANAGER_AGENT, reason};
-use ferrolb_api::lbnodeagent::REASON_INVALID;
 use k8s_openapi::api::core::v1::ObjectReference;
 use std::net::IpAddr;
 
@@ -122,7 +121,7 @@ impl NodeEvents {
     pub fn invalid_agent(&self, rejected: &Rejected) {
         self.publish(Event {
             type_: EventType::Warning,
-            reason: REASON_INVALID.into(),
+            reason: reason::INVALID_LBNODEAGENT.into(),
             note: Some(truncate(format!(
                 "{rejected}. Ignored by this node's agent (the settings it gave this node, if \
                  any, stay in force); fix it and check it with `kubectl ferrolb check`."
