@@ -10,7 +10,7 @@ awk '
   /^failures:$/ || /^test result:/ { name = ""; next }
   name != "" {
     if (!panic && $0 ~ /panicked at/) panic = 1
-    if (panic && shown < 25 && total < 400 && $0 !~ /^ +[0-9]+: |^ +at /) { print; shown++; total++ }
+    if (panic && shown < 25 && total < 400 && $0 !~ /^ +[0-9]+: |^ +at .*:[0-9]+:[0-9]+$/) { print; shown++; total++ }
   }
 ' "$log"
 grep -E '^error: [0-9]+ targets? failed|^    `-p ' "$log" || true

@@ -156,6 +156,31 @@ impl Applier {
         let now = Instant::now();
         let current = snap.services_by_uid();
         self.retry_pending(&current, now).await;
+        let groups: HashMap<&str, &GroupView> =
+            snap.groups.iter().map(|g| (g.name.as_str(), g)).collect();
+        // A group that comes into use gets its in-use finalizer before any Service shows one of
+        // its addresses: deleted in between, it would not have waited for that Service.
+        let mut held = HashSet::new();
+        for p in plan.groups.iter().filter(|p| p.finalizer) {
+            let Some(g) = groups.get(p.name.as_str()) else {
+                continue;
+            };
+            for change in diff::group_changes(p, g, snap.now) {
+                if matches!(change, Change::GroupFinalizer { present: true, .. }) {
+                    match self.write_group(&change).await {
+                        Ok(g) => {
+                            observer.wrote_group(g);
+                            held.insert(p.name.as_str());
+                        }
+                        Err(Error::LeaderLost(l)) => return Err(Error::LeaderLost(l)),
+                        // Written again with the group's other changes, with back-off.
+                        Err(e) => {
+                            tracing::warn!(group = %p.name, error = %e, "cannot set the in-use finalizer before the Services' writes")
+                        }
+                    }
+                }
+            }
+        }
         let Rounds { first, second } = rounds(plan, |uid| current.get(uid).copied());
         let mut released = vec![true; plan.services.len()];
         let outcomes: Vec<(usize, Outcome)> = stream::iter(first)
@@ -210,8 +235,6 @@ impl Applier {
         if let Ok(mut e) = self.events.lock() {
             e.retain(|(uid, _)| live.contains(uid.as_str()));
         }
-        let groups: HashMap<&str, &GroupView> =
-            snap.groups.iter().map(|g| (g.name.as_str(), g)).collect();
         if let Ok(mut w) = self.group_writes.lock() {
             w.retain(|name| groups.contains_key(name.as_str()));
         }
@@ -222,7 +245,10 @@ impl Applier {
             let Some(g) = groups.get(p.name.as_str()) else {
                 continue;
             };
-            let changes = diff::group_changes(p, g, snap.now);
+            let mut changes = diff::group_changes(p, g, snap.now);
+            if held.contains(p.name.as_str()) {
+                changes.retain(|c| !matches!(c, Change::GroupFinalizer { .. }));
+            }
             let due = self
                 .group_writes
                 .lock()

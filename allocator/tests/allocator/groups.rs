@@ -23,6 +23,16 @@ async fn reports_group_status_and_holds_deletion_while_in_use() {
     env.apply_svc(&svc("a").group(&g).policy("RequireDualStack"))
         .await;
     env.wait_any_ips("a", 2).await;
+    // The in-use finalizer is there before the Service shows an address of the group: a delete
+    // in between would not wait for the Service.
+    let held = env.groups().get(&g).await.expect("the group");
+    assert!(
+        held.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&FINALIZER_IN_USE.to_string()),
+        "the in-use finalizer once the Service has its addresses"
+    );
     let msg = env.wait_condition(&g, "InUse", "True").await;
     assert!(msg.contains(&format!("{}/a", env.name())), "{msg}");
     env.wait_condition(&g, "Ready", "True").await;
