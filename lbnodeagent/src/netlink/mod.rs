@@ -14,6 +14,7 @@ use ferrolb_api::contracts::IFA_PROTO_FERROLB;
 use ferrolb_api::pool::Family;
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::LinkMessage;
 use nix::errno::Errno;
 use rtnetlink::{Handle, RouteMessageBuilder};
 use tokio::task::JoinHandle;
@@ -231,12 +232,12 @@ impl Netlink {
 
     /// Turns on IPv4 `promote_secondaries` on link `index` over netlink and reads it back.
     async fn set_promote_secondaries(&self, name: &str, index: u32) -> Result<()> {
-        self.handle
-            .link()
-            .set(messages::promote_secondaries_request(index))
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("set promote_secondaries on {name}"), e))?;
+        self.set_link(
+            name,
+            "promote_secondaries",
+            messages::promote_secondaries_request(index),
+        )
+        .await?;
         match self.promote_secondaries(index).await? {
             Some(true) => Ok(()),
             now => Err(Error::LinkSetting {
@@ -250,26 +251,15 @@ impl Netlink {
     /// Sets `arp_ignore` 1 and `arp_announce` 2 on link `index` over netlink (see
     /// [`messages::strict_arp_request`]) and reads them back.
     pub async fn set_strict_arp(&self, name: &str, index: u32) -> Result<()> {
-        self.handle
-            .link()
-            .set(messages::strict_arp_request(index))
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("set arp_ignore/arp_announce on {name}"), e))?;
-        let msg = self
-            .handle
-            .link()
-            .get()
-            .match_index(index)
-            .execute()
-            .try_next()
-            .await
-            .map_err(|e| Error::netlink(format!("get link {index}"), e))?;
-        match msg.as_ref().and_then(messages::arp_conf) {
+        const SETTING: &str = "arp_ignore/arp_announce";
+        self.set_link(name, SETTING, messages::strict_arp_request(index))
+            .await?;
+        let now = self.link(index).await?;
+        match now.as_ref().and_then(messages::arp_conf) {
             Some(c) if c.ignore == 1 && c.announce == 2 => Ok(()),
             now => Err(Error::LinkSetting {
                 interface: name.into(),
-                setting: "arp_ignore/arp_announce",
+                setting: SETTING,
                 why: format!("reads {now:?} after setting them to 1 and 2"),
             }),
         }
@@ -278,16 +268,33 @@ impl Netlink {
     /// The link's IPv4 `promote_secondaries` as the kernel reports it (RTM_GETLINK,
     /// IFLA_INET_CONF); `None` when the link has no IPv4 configuration.
     pub async fn promote_secondaries(&self, index: u32) -> Result<Option<bool>> {
-        let msg = self
-            .handle
+        Ok(self
+            .link(index)
+            .await?
+            .as_ref()
+            .and_then(messages::promote_secondaries))
+    }
+
+    /// One RTM_SETLINK request on link `name`, which sets `setting`.
+    async fn set_link(&self, name: &str, setting: &str, request: LinkMessage) -> Result<()> {
+        self.handle
+            .link()
+            .set(request)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("set {setting} on {name}"), e))
+    }
+
+    /// Link `index` as the kernel reports it (RTM_GETLINK); `None` when it is gone.
+    async fn link(&self, index: u32) -> Result<Option<LinkMessage>> {
+        self.handle
             .link()
             .get()
             .match_index(index)
             .execute()
             .try_next()
             .await
-            .map_err(|e| Error::netlink(format!("get link {index}"), e))?;
-        Ok(msg.as_ref().and_then(messages::promote_secondaries))
+            .map_err(|e| Error::netlink(format!("get link {index}"), e))
     }
 
     async fn create_link(&self, name: &str, kind: VirtualKind) -> Result<()> {
