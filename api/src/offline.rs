@@ -29,6 +29,7 @@ pub fn validate(object: &Value) -> Vec<Problem> {
         .and_then(|s| s.open_api_v3_schema.as_ref())
         .map(|s| serde_json::to_value(s).expect("a schema always serializes"))
         .expect("ferrolb CRDs always carry a schema");
+    let object = &prune_nulls(&schema, object);
     let mut problems = Vec::new();
     structural(&schema, object, "", &mut problems, true);
     if !problems.is_empty() {
@@ -52,6 +53,46 @@ pub fn validate(object: &Value) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// `object` without its null fields, as the API server sees it: it drops a null where the
+/// schema does not say `nullable` before defaulting and validation (a templating tool writes
+/// `field: null` for a value left unset), and CEL's `has()` is false for a nullable field that
+/// is null. Only a required nullable field keeps its null.
+fn prune_nulls(schema: &Value, value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let extra = schema.get("additionalProperties").filter(|s| s.is_object());
+            let required = |k: &str| {
+                schema
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .is_some_and(|r| r.iter().any(|x| x.as_str() == Some(k)))
+            };
+            let pruned = map
+                .iter()
+                .filter_map(|(k, v)| {
+                    let sub = props.and_then(|p| p.get(k)).or(extra);
+                    let nullable = sub
+                        .and_then(|s| s.get("nullable"))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    match sub {
+                        Some(_) if v.is_null() && !(nullable && required(k)) => None,
+                        Some(sub) => Some((k.clone(), prune_nulls(sub, v))),
+                        None => Some((k.clone(), v.clone())),
+                    }
+                })
+                .collect();
+            Value::Object(pruned)
+        }
+        Value::Array(items) => match schema.get("items") {
+            Some(sub) => Value::Array(items.iter().map(|v| prune_nulls(sub, v)).collect()),
+            None => value.clone(),
+        },
+        _ => value.clone(),
+    }
 }
 
 /// The structural part of OpenAPI validation the API server does before CEL: types, unknown
