@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use crate::check::{Problem, check_group};
+use crate::check::{Problem, check_agent, check_group};
+use crate::lbnodeagent::LBNodeAgentSpec;
 use crate::servicegroup::ServiceGroupSpec;
 
 /// Validates `object` (a whole ServiceGroup or LBNodeAgent as JSON) against ferrolb's CRDs.
@@ -43,9 +44,17 @@ pub fn validate(object: &Value) -> Vec<Problem> {
             message: e.message.clone(),
         });
     }
-    if problems.is_empty() && kind == "ServiceGroup" {
-        match serde_json::from_value::<ServiceGroupSpec>(defaulted["spec"].clone()) {
-            Ok(spec) => problems.extend(check_group(&spec)),
+    if problems.is_empty() {
+        // What the allocator's and the agent's own parse refuse beyond CEL.
+        let spec = defaulted["spec"].clone();
+        let parsed = match kind {
+            "ServiceGroup" => {
+                serde_json::from_value::<ServiceGroupSpec>(spec).map(|s| check_group(&s))
+            }
+            _ => serde_json::from_value::<LBNodeAgentSpec>(spec).map(|s| check_agent(&s)),
+        };
+        match parsed {
+            Ok(found) => problems.extend(found),
             Err(e) => problems.push(Problem {
                 field: "spec".into(),
                 message: e.to_string(),
