@@ -1,5 +1,7 @@
 //! The only code that talks to the Kubernetes API: lists what the commands explain. Reads only.
 
+use std::net::IpAddr;
+
 use ferrolb_api::{LBNodeAgent, ServiceGroup};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -25,6 +27,10 @@ pub enum Error {
     Api { what: String, source: kube::Error },
     #[error("Service {namespace}/{name} not found")]
     NoService { namespace: String, name: String },
+    #[error(
+        "no Service shows {0} in status.loadBalancer (is it in a ServiceGroup's pool? see `kubectl ferrolb pools`)"
+    )]
+    NoServiceWithAddress(IpAddr),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -116,6 +122,40 @@ pub async fn cluster(client: &Client, namespace: &str) -> Result<Cluster> {
         bad_leases,
         agents: agents.iter().map(agent_entry).collect(),
     })
+}
+
+/// Every Service, in any namespace, whose `status.loadBalancer` shows `address` (several when
+/// they share it), with the nodes of their ready endpoints; sorted by namespace and name.
+pub async fn services_with_address(client: &Client, address: IpAddr) -> Result<Vec<ServiceInfo>> {
+    let all = Api::<Service>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(api_err("listing Services"))?;
+    let mut out = Vec::new();
+    for svc in all.items.iter().filter(|s| shows(s, address)) {
+        let (namespace, name) = (
+            svc.metadata.namespace.clone().unwrap_or_default(),
+            svc.metadata.name.clone().unwrap_or_default(),
+        );
+        out.push(service(client, &namespace, &name).await?);
+    }
+    if out.is_empty() {
+        return Err(Error::NoServiceWithAddress(address));
+    }
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(out)
+}
+
+/// `svc`'s `status.loadBalancer.ingress` has `address`.
+pub fn shows(svc: &Service, address: IpAddr) -> bool {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.as_deref()?.parse::<IpAddr>().ok())
+        .any(|a| a == address)
 }
 
 /// A Service and the nodes of its ready endpoints.

@@ -46,7 +46,8 @@ enum Command {
     /// Where each address of a Service is: the holder node and interface (local) or the nodes
     /// carrying it (virtual), and why every other node is not a candidate.
     Where {
-        /// The Service's name.
+        /// The Service's name, or an address (`203.0.113.7`): then every Service, in any
+        /// namespace, that shows it.
         service: String,
         /// The Service's namespace (default: the kubeconfig's).
         #[arg(short, long)]
@@ -86,6 +87,21 @@ fn main() -> ExitCode {
             read_cluster(&cli.conn, |client, conn| async move {
                 let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
                 let cluster = fetch::cluster(&client, &ferrolb_ns).await?;
+                if let Ok(address) = service.parse() {
+                    let reports: Vec<_> = fetch::services_with_address(&client, address)
+                        .await?
+                        .iter()
+                        .map(|svc| locate::explain(&cluster, svc))
+                        .collect();
+                    return Ok(match conn {
+                        Output::Json => json(&reports),
+                        Output::Text => reports
+                            .iter()
+                            .map(locate::render)
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    });
+                }
                 let svc = fetch::service(&client, &ns, &service).await?;
                 let report = locate::explain(&cluster, &svc);
                 Ok(match conn {

@@ -247,6 +247,34 @@ async fn where_names_the_holder_and_why_the_other_nodes_are_not_candidates() {
             .expect("JSON output");
     assert_eq!(json["addresses"][0]["elected"], winner.as_str());
     assert_eq!(json["addresses"][0]["heldBy"][0]["node"], winner.as_str());
+
+    // By address, from any namespace: the same report, for the Service that shows it.
+    let by_address = run(cp, &["where", addr]);
+    assert!(
+        by_address.contains(&format!("Service {}/web\n", ns.name()))
+            && by_address.contains(&format!("held by {winner} on eth0")),
+        "{by_address}"
+    );
+    let json: Value =
+        serde_json::from_str(&run(cp, &["where", addr, "-o", "json"])).expect("JSON output");
+    let ours = json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["service"] == format!("{}/web", ns.name()).as_str())
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(ours["addresses"][0]["elected"], winner.as_str());
+    let out = Command::new(BIN)
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .args(["where", "198.51.100.254"])
+        .output()
+        .expect("kubectl-ferrolb runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no Service shows 198.51.100.254"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
