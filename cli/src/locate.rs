@@ -433,11 +433,18 @@ pub fn render(r: &WhereReport) -> String {
             _ => "unknown".into(),
         };
         out.push_str(&format!("  where:       {summary}\n"));
+        // No annotation and no node that may announce it: the allocator has nothing to write.
+        let candidates = a
+            .nodes
+            .iter()
+            .any(|n| matches!(n.role.as_str(), "holder" | "candidate" | "carrier"));
         out.push_str(&format!(
             "  announcing:  {}\n",
-            a.announcing
-                .as_deref()
-                .unwrap_or("(not written by the allocator yet)")
+            a.announcing.as_deref().unwrap_or(if candidates {
+                "(not written by the allocator yet)"
+            } else {
+                "none: no node can announce it (each node's reason below)"
+            })
         ));
         for w in &a.warnings {
             out.push_str(&format!("  warning:     {w}\n"));

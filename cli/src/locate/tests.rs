@@ -103,12 +103,21 @@ fn no_candidate_and_disagreeing_leases_are_warned_about() {
     ];
     for (name, nodes, warning) in cases {
         let c = cluster(vec![local_group("lan")], nodes);
-        let a = &explain(&c, &service("lan", "local", &[ADDR])).addresses[0];
+        let report = explain(&c, &service("lan", "local", &[ADDR]));
+        let a = &report.addresses[0];
         assert!(
             a.warnings.iter().any(|w| w.contains(warning)),
             "{name}: {:?}",
             a.warnings
         );
+        // Without the allocator's annotation: nothing to write when no node may announce it.
+        let text = render(&report);
+        let announcing = if warning == "no candidate" {
+            "announcing:  none: no node can announce it"
+        } else {
+            "announcing:  (not written by the allocator yet)"
+        };
+        assert!(text.contains(announcing), "{name}: {text}");
     }
 }
 
