@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use events::Published;
 
-use crate::decide::{Change, Note, Plan, Rounds, SvcPlan, diff, rounds};
+use crate::decide::{Change, Note, Plan, Rounds, SvcPlan, diff, group_news, rounds};
 use crate::leader::Term;
 use crate::metrics::Metrics;
 use crate::observe::{GroupView, Observer, Snapshot, SvcView};
@@ -259,7 +259,14 @@ impl Applier {
             let mut failed = None;
             for change in changes {
                 match self.write_group(&change).await {
-                    Ok(g) => observer.wrote_group(g),
+                    Ok(written) => {
+                        if matches!(change, Change::GroupStatus { .. }) {
+                            for (reason, message) in group_news(g.status.as_ref(), &p.status) {
+                                self.group_event(g, &reason, &message).await;
+                            }
+                        }
+                        observer.wrote_group(written)
+                    }
                     Err(Error::LeaderLost(l)) => return Err(Error::LeaderLost(l)),
                     Err(e) => {
                         failed = Some(e);

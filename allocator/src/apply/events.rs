@@ -12,7 +12,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 
 use super::{Applier, EVENT_PAGE, note, told_before};
 use crate::decide::Note;
-use crate::observe::SvcView;
+use crate::observe::{GroupView, SvcView};
 use crate::{Backoff, Error, Result};
 
 /// What became of an Event.
@@ -166,5 +166,34 @@ impl Applier {
         // HolderChanged. Repeats are already suppressed by `told`.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         Ok(recorder.publish(&ev, &reference).await?)
+    }
+
+    /// A Warning Event on a ServiceGroup (in namespace `default`, as Events of cluster-scoped
+    /// objects are) telling of a problem its status shows from now on. Told once: the status
+    /// written just before is what the next pass compares with; an Event the API server does
+    /// not take is logged, and the condition stays.
+    pub(super) async fn group_event(&self, g: &GroupView, reason: &str, message: &str) {
+        if self.check_leading().is_err() {
+            return;
+        }
+        let reference = ObjectReference {
+            api_version: Some("ferrolb.io/v1".into()),
+            kind: Some("ServiceGroup".into()),
+            name: Some(g.name.clone()),
+            uid: g.uid.clone(),
+            ..Default::default()
+        };
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(note(message)),
+            action: "Validate".into(),
+            secondary: None,
+        };
+        tracing::warn!(group = %g.name, reason, message, "event");
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            tracing::warn!(group = %g.name, reason, error = %e, "cannot publish an Event about the group; its condition says the same");
+        }
     }
 }

@@ -14,6 +14,37 @@ use super::GroupPlan;
 use crate::observe::{GroupView, ObjKey};
 use crate::state::Book;
 
+/// The conditions that tell of a problem when True; each comes into force with a Warning
+/// Event on the ServiceGroup.
+const PROBLEMS: [&str; 4] = [
+    condition::INVALID_RANGE,
+    condition::OVERLAPPING,
+    condition::EXHAUSTED,
+    condition::OUT_OF_POOL_ALLOCATIONS,
+];
+
+/// The problems `planned` tells that `observed` (the status the group shows now) does not:
+/// (reason, message) of each problem condition that becomes True or changes its reason. The
+/// status is the memory: a restarted or new leader does not tell them again.
+pub fn news(
+    observed: Option<&ServiceGroupStatus>,
+    planned: &ServiceGroupStatus,
+) -> Vec<(String, String)> {
+    planned
+        .conditions
+        .iter()
+        .filter(|c| PROBLEMS.contains(&c.type_.as_str()) && c.status == "True")
+        .filter(|c| {
+            !observed.is_some_and(|o| {
+                o.conditions
+                    .iter()
+                    .any(|x| x.type_ == c.type_ && x.status == c.status && x.reason == c.reason)
+            })
+        })
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .collect()
+}
+
 /// Most Services a condition message names before it says "and N more".
 const NAMES_SHOWN: usize = 10;
 

@@ -17,7 +17,7 @@ use ferrolb_api::ServiceGroupStatus;
 use ferrolb_api::pool::Family;
 
 pub use diff::{Change, diff};
-pub use group_status::GroupChecks;
+pub use group_status::{GroupChecks, news as group_news};
 pub use order::{Rounds, rounds};
 pub use plan::plan;
 pub use select::{Settings, choose_group, families, is_ours};

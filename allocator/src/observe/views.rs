@@ -14,6 +14,7 @@ use super::service::{ObjKey, SvcView};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GroupView {
     pub name: String,
+    pub uid: Option<String>,
     pub created: Timestamp,
     pub generation: Option<i64>,
     pub spec: ServiceGroupSpec,
@@ -29,6 +30,7 @@ impl GroupView {
         let meta = &g.metadata;
         GroupView {
             name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone(),
             created: meta
                 .creation_timestamp
                 .as_ref()

@@ -1,7 +1,8 @@
 //! ServiceGroup status, conditions, the in-use finalizer, overlaps and the default group.
 
-use ferrolb_api::contracts::{FINALIZER_IN_USE, reason};
-use kube::api::DeleteParams;
+use ferrolb_api::contracts::{CLUSTER_EVENTS_NAMESPACE, FINALIZER_IN_USE, reason};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams};
 
 use crate::support::*;
 
@@ -115,10 +116,27 @@ async fn the_newer_of_overlapping_groups_is_not_used_and_bad_ranges_are_named() 
     env.wait_condition(&old, "Overlapping", "False").await;
     let msg = env.wait_condition(&bad, "InvalidRange", "True").await;
     assert!(msg.contains("v4pools[0].pool"), "{msg}");
+    // Each problem also comes as a Warning Event on its group, once.
+    for (group, reason, text) in [
+        (&new, "Overlapping", old.as_str()),
+        (&bad, "InvalidRange", "v4pools[0].pool"),
+    ] {
+        let notes = eventually(&format!("a {reason} Event on {group}"), || async {
+            let notes = group_events(&env, group, reason).await;
+            (!notes.is_empty()).then_some(notes)
+        })
+        .await;
+        assert!(notes.iter().all(|n| n.contains(text)), "{notes:?}");
+    }
     env.apply_svc(&svc("a").group(&new)).await;
     env.apply_svc(&svc("b").group(&old)).await;
     env.wait_event("a", reason::ALLOCATION_FAILED).await;
     env.wait_ips("b", &["192.0.2.90"]).await;
+    assert_eq!(
+        group_events(&env, &new, "Overlapping").await.len(),
+        1,
+        "told once, not on every pass"
+    );
     // Fixed: the group is used.
     env.apply_group(
         &new,
@@ -175,4 +193,21 @@ async fn serves_the_default_group_to_services_that_name_none() {
         .delete("default", &DeleteParams::default())
         .await;
     let _ = ns;
+}
+
+/// The notes of the Events with `reason` about ServiceGroup `group` (namespace `default`).
+async fn group_events(env: &Env, group: &str, reason: &str) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(env.client.clone(), CLUSTER_EVENTS_NAMESPACE);
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("ServiceGroup") && r.name.as_deref() == Some(group)
+            }) && e.reason.as_deref() == Some(reason)
+        })
+        .filter_map(|e| e.note)
+        .collect()
 }

@@ -150,3 +150,55 @@ fn a_settled_world_writes_nothing() {
         "no news when nothing changes"
     );
 }
+
+/// ServiceGroups got no Events although their problems "come as a condition and an Event":
+/// each problem condition that comes into force (or changes its reason) is news, once.
+#[test]
+fn a_problem_condition_that_comes_into_force_is_news_once() {
+    use crate::decide::group_news;
+    use ferrolb_api::ServiceGroupStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    let cond = |type_: &str, status: &str, reason: &str| Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: format!("{type_} {reason}"),
+        observed_generation: None,
+        last_transition_time: Time(now()),
+    };
+    let status = |conditions: Vec<Condition>| ServiceGroupStatus {
+        conditions,
+        ..Default::default()
+    };
+    let ok = status(vec![
+        cond("Ready", "True", "Ready"),
+        cond("Overlapping", "False", "NoOverlap"),
+        cond("Exhausted", "False", "AddressesFree"),
+    ]);
+    let bad = status(vec![
+        cond("Ready", "False", "Overlapping"),
+        cond("Overlapping", "True", "Overlapping"),
+        cond("Exhausted", "True", "Exhausted"),
+    ]);
+    let reasons = |n: Vec<(String, String)>| n.into_iter().map(|(r, _)| r).collect::<Vec<_>>();
+    assert_eq!(
+        reasons(group_news(None, &ok)),
+        Vec::<String>::new(),
+        "nothing wrong"
+    );
+    assert_eq!(
+        reasons(group_news(Some(&ok), &bad)),
+        ["Overlapping", "Exhausted"],
+        "problems, not Ready's reason"
+    );
+    assert_eq!(
+        reasons(group_news(None, &bad)),
+        ["Overlapping", "Exhausted"],
+        "a new group's first status"
+    );
+    assert!(
+        group_news(Some(&bad), &bad).is_empty(),
+        "told already: the status shows it"
+    );
+    assert!(group_news(Some(&bad), &ok).is_empty(), "gone: no Warning");
+}
