@@ -238,10 +238,12 @@ impl Applier {
         if let Ok(mut w) = self.group_writes.lock() {
             w.retain(|name| groups.contains_key(name.as_str()));
         }
+        self.metrics.usages(plan.groups.iter().flat_map(|p| {
+            p.usage.iter().map(|(family, capacity, allocated)| {
+                (p.name.as_str(), *family, *capacity, *allocated)
+            })
+        }));
         for p in &plan.groups {
-            for (family, capacity, allocated) in &p.usage {
-                self.metrics.usage(&p.name, *family, *capacity, *allocated);
-            }
             let Some(g) = groups.get(p.name.as_str()) else {
                 continue;
             };

@@ -34,6 +34,9 @@ pub struct Metrics {
     event_failures: Family<ReasonLabels, Counter>,
     capacity: Family<GroupLabels, Gauge<f64, AtomicU64>>,
     allocated: Family<GroupLabels, Gauge>,
+    /// The (group, family) series of the last [`Metrics::usages`]: those of a group (or family)
+    /// that is gone are removed, not left at their last value.
+    usage_series: std::sync::Mutex<std::collections::HashSet<GroupLabels>>,
     reconcile: Histogram,
     /// Caches synced and (when electing) this replica leads or follows: `/readyz` says ok.
     pub ready: AtomicBool,
@@ -92,6 +95,7 @@ impl Metrics {
             event_failures,
             capacity,
             allocated,
+            usage_series: std::sync::Mutex::default(),
             reconcile,
             ready: AtomicBool::new(false),
         }
@@ -123,16 +127,28 @@ impl Metrics {
             .inc();
     }
 
-    pub fn usage(&self, group: &str, family: AddrFamily, capacity: u128, allocated: u64) {
-        let labels = GroupLabels {
-            group: group.into(),
-            family: family_name(family),
-        };
-        // A /64 holds more than f64 counts exactly; the gauge is for dashboards.
-        self.capacity.get_or_create(&labels).set(capacity as f64);
-        self.allocated
-            .get_or_create(&labels)
-            .set(i64::try_from(allocated).unwrap_or(i64::MAX));
+    /// Capacity and allocated addresses of every (group, family) there is now; the series of
+    /// groups and families no longer there go.
+    pub fn usages<'a>(&self, rows: impl IntoIterator<Item = (&'a str, AddrFamily, u128, u64)>) {
+        let mut now = std::collections::HashSet::new();
+        for (group, family, capacity, allocated) in rows {
+            let labels = GroupLabels {
+                group: group.into(),
+                family: family_name(family),
+            };
+            // A /64 holds more than f64 counts exactly; the gauge is for dashboards.
+            self.capacity.get_or_create(&labels).set(capacity as f64);
+            self.allocated
+                .get_or_create(&labels)
+                .set(i64::try_from(allocated).unwrap_or(i64::MAX));
+            now.insert(labels);
+        }
+        let mut before = self.usage_series.lock().unwrap_or_else(|p| p.into_inner());
+        for gone in before.difference(&now) {
+            self.capacity.remove(gone);
+            self.allocated.remove(gone);
+        }
+        *before = now;
     }
 
     pub fn reconciled(&self, seconds: f64) {
@@ -199,7 +215,7 @@ mod tests {
         m.allocated("default", "192.0.2.1".parse().expect("ip"));
         m.failed("AllocationFailed");
         m.event_failed("AllocationFailed");
-        m.usage("default", AddrFamily::V4, 51, 1);
+        m.usages([("default", AddrFamily::V4, 51, 1)]);
         m.reconciled(0.01);
         let text = m.render();
         for want in [
@@ -211,6 +227,26 @@ mod tests {
             "ferrolb_reconcile_duration_seconds_count 1",
         ] {
             assert!(text.contains(want), "{want} missing in\n{text}");
+        }
+    }
+
+    /// Issue 20: a deleted group's pool series stayed at their last value forever.
+    #[test]
+    fn the_pool_series_of_a_group_that_is_gone_go() {
+        let m = Metrics::new();
+        m.usages([
+            ("a", AddrFamily::V4, 10, 1),
+            ("a", AddrFamily::V6, 10, 1),
+            ("b", AddrFamily::V4, 5, 0),
+        ]);
+        m.usages([("a", AddrFamily::V4, 10, 2)]);
+        let text = m.render();
+        assert!(
+            text.contains("ferrolb_pool_allocated_addresses{group=\"a\",family=\"ipv4\"} 2"),
+            "{text}"
+        );
+        for gone in ["group=\"b\"", "family=\"ipv6\""] {
+            assert!(!text.contains(gone), "{gone} still in\n{text}");
         }
     }
 }
