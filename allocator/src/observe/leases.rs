@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferrolb_api::node_lease::{NodeLease, Renewal};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::core::DynamicObject;
 
@@ -18,6 +18,9 @@ struct Sighting {
     seen: Timestamp,
     /// Nothing earlier to compare with: `seen` is when it was first read, not a renewal.
     first: bool,
+    /// Time since `seen` during which the watch was broken: it does not count against the
+    /// Lease (a renewal made then could not have been seen).
+    blind: SignedDuration,
 }
 
 /// Per Lease name, the renewal last seen and when; per bad Lease, why (told once).
@@ -25,6 +28,11 @@ struct Sighting {
 pub struct Sightings {
     seen: HashMap<String, Sighting>,
     bad: HashMap<String, String>,
+    /// Since when the watch has been broken, while it is.
+    blind_since: Option<Timestamp>,
+    /// When the watch first delivered: a Lease first seen gives its node until one duration
+    /// after that to show a renewal.
+    started: Option<Timestamp>,
 }
 
 impl Sightings {
@@ -54,6 +62,7 @@ impl Sightings {
             renewal: renewal.clone(),
             seen: now,
             first: true,
+            blind: SignedDuration::ZERO,
         });
         if sighting.renewal != renewal {
             // A change is a renewal, whatever the writer's clock says about it.
@@ -61,15 +70,44 @@ impl Sightings {
                 renewal,
                 seen: now,
                 first: false,
+                blind: SignedDuration::ZERO,
             };
         }
-        lease.expires = sighting.renewal.expiry(sighting.seen, sighting.first);
+        let blind = sighting.blind + gap(self.blind_since, now);
+        let mut expires = sighting.renewal.expiry(sighting.seen, sighting.first);
+        // A reader that has just started cannot tell a dead node from one whose renewals it has
+        // not had the time to see (an allocator restarted in an API-server outage meets every
+        // Lease as last written before it): a first sighting is alive for one duration from the
+        // start. A renewTime that is not believed (far ahead) stays not alive.
+        if sighting.first
+            && let (Some(e), Some(start)) = (expires, self.started)
+        {
+            expires = sighting.renewal.expiry(start, false).map(|s| s.max(e));
+        }
+        lease.expires = expires.and_then(|e| e.checked_add(blind).ok());
         if sighting.first
             && let Some(ahead) = sighting.renewal.ahead(now)
         {
             tracing::debug!(node = %lease.node, ?ahead, "per-node Lease renewed ahead of this clock; alive once a renewal is seen");
         }
         Some(lease)
+    }
+
+    /// The watch broke at `now`: until it is back, no renewal can be seen, so the time does not
+    /// count against any Lease (an API-server outage is not every node's death).
+    pub fn blind(&mut self, now: Timestamp) {
+        self.blind_since.get_or_insert(now);
+    }
+
+    /// The watch delivers again at `now`: every Lease is credited with the time it was broken.
+    pub fn watching(&mut self, now: Timestamp) {
+        self.started.get_or_insert(now);
+        if let Some(since) = self.blind_since.take() {
+            let gap = gap(Some(since), now);
+            for s in self.seen.values_mut() {
+                s.blind += gap;
+            }
+        }
     }
 
     /// Forgets a deleted Lease.
@@ -98,10 +136,16 @@ impl Sightings {
     }
 }
 
+/// How long the watch has been broken at `now` (zero when it is not).
+fn gap(since: Option<Timestamp>, now: Timestamp) -> SignedDuration {
+    since.map_or(SignedDuration::ZERO, |s| {
+        now.duration_since(s).max(SignedDuration::ZERO)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::jiff::SignedDuration;
 
     fn lease(name: &str, renew: &str) -> DynamicObject {
         serde_json::from_value(serde_json::json!({
@@ -183,5 +227,60 @@ mod tests {
         assert_eq!(s.bad.len(), 3);
         assert_eq!(nodes(s.leases(&objects[..1], now)), ["b"]);
         assert!(s.bad.is_empty() && s.seen.len() == 1, "{s:?}");
+    }
+
+    #[test]
+    fn time_without_the_watch_does_not_count_against_a_lease() {
+        let t0 = at("2026-11-30T10:00:00Z");
+        let s = secs;
+        let (r0, r1) = ("2026-11-30T09:59:59.000000Z", "2026-11-30T10:01:20.000000Z");
+        let mut sightings = Sightings::default();
+        // Seen at t0, renewed at t0+3; then the API server goes away at t0+5 for 60 s.
+        sightings.observe(&lease("ferrolb-node-n", r0), t0);
+        let renewed = "2026-11-30T10:00:03.000000Z";
+        let expires = |sightings: &mut Sightings, renew: &str, at: i64| {
+            sightings
+                .observe(&lease("ferrolb-node-n", renew), t0 + s(at))
+                .expect("a per-node Lease")
+                .expires
+        };
+        assert_eq!(expires(&mut sightings, renewed, 3), Some(t0 + s(18)));
+        sightings.blind(t0 + s(5));
+        // While blind, the Lease keeps what it had left when the watch broke.
+        let during = expires(&mut sightings, renewed, 40).expect("alive");
+        assert!(
+            during > t0 + s(40),
+            "alive while nothing can be seen: {during}"
+        );
+        // Back at t0+65: the 60 s do not count; 13 s were left, so alive until t0+78.
+        sightings.watching(t0 + s(65));
+        assert_eq!(expires(&mut sightings, renewed, 70), Some(t0 + s(78)));
+        // A node that really died stays dead once that time has passed too.
+        assert_eq!(expires(&mut sightings, renewed, 80), Some(t0 + s(78)));
+        // A renewal seen after the return counts from when it is seen, credit gone.
+        assert_eq!(expires(&mut sightings, r1, 81), Some(t0 + s(96)));
+    }
+
+    #[test]
+    fn a_lease_first_seen_by_a_starting_reader_is_alive_for_one_duration_from_the_start() {
+        let t0 = at("2026-11-30T10:00:00Z");
+        let mut s = Sightings::default();
+        // Started (first list) at t0, in or right after an outage: the last renewal is 70 s old.
+        s.watching(t0);
+        let old = lease("ferrolb-node-n", "2026-11-30T09:58:50.000000Z");
+        let expires = |s: &mut Sightings, l: &DynamicObject, at: i64| {
+            s.observe(l, t0 + secs(at))
+                .expect("a per-node Lease")
+                .expires
+        };
+        assert_eq!(expires(&mut s, &old, 0), Some(t0 + secs(15)));
+        // Not renewed within that duration: dead from then on.
+        assert_eq!(expires(&mut s, &old, 20), Some(t0 + secs(15)));
+        // One renewed recently keeps what its own renewal gives, if that is later.
+        let fresh = lease("ferrolb-node-m", "2026-11-30T10:00:09.000000Z");
+        assert_eq!(expires(&mut s, &fresh, 10), Some(t0 + secs(24)));
+        // A renewTime far ahead is still not believed.
+        let far = lease("ferrolb-node-f", "3000-01-01T00:00:00.000000Z");
+        assert_eq!(expires(&mut s, &far, 0), None);
     }
 }

@@ -1,6 +1,7 @@
 //! What the allocator watches: kube-runtime reflectors on Services, ServiceGroups, Nodes,
 //! EndpointSlices and the per-node Leases, turned into one plain [`Snapshot`].
 
+mod backoff;
 mod leases;
 mod service;
 mod views;
@@ -27,6 +28,7 @@ pub use service::{
 };
 pub use views::{Endpoints, GroupView, NodeLease, Snapshot, add_slice};
 
+pub use backoff::WatchBackoff;
 use leases::Sightings;
 
 /// The caches, plus the objects our own writes returned that the caches have not seen yet
@@ -112,6 +114,12 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
             let node_lease = |o: &DynamicObject| o.name_any().starts_with(NODE_LEASE_PREFIX);
+            // While the watch is broken no renewal can be seen: that time is not held against
+            // the Leases (an API-server outage would otherwise kill every node at once).
+            match &ev {
+                Ok(_) => lock(&sightings).watching(Timestamp::now()),
+                Err(_) => lock(&sightings).blind(Timestamp::now()),
+            }
             match ev {
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) if node_lease(&o) => {
                     lock(&sightings).observe(&o, Timestamp::now());
@@ -149,7 +157,7 @@ impl Observer {
             reflector::reflector(
                 w,
                 watcher(api, cfg())
-                    .default_backoff()
+                    .backoff(WatchBackoff::default())
                     .modify(|s: &mut Service| slim(&mut s.metadata)),
             ),
             changed.clone(),
@@ -163,7 +171,7 @@ impl Observer {
             None => cfg(),
         };
         drive(
-            reflector::reflector(w, watcher(api, group_cfg).default_backoff()),
+            reflector::reflector(w, watcher(api, group_cfg).backoff(WatchBackoff::default())),
             changed.clone(),
             any,
             "servicegroups",
@@ -179,7 +187,7 @@ impl Observer {
             reflector::reflector(
                 w,
                 watcher(api, cfg())
-                    .default_backoff()
+                    .backoff(WatchBackoff::default())
                     .modify(|o: &mut DynamicObject| slim(&mut o.metadata)),
             ),
             sightings.clone(),
@@ -188,7 +196,7 @@ impl Observer {
         let (nodes, w) = reflector::store();
         let api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
         drive(
-            reflector::reflector(w, watcher(api, cfg()).default_backoff()),
+            reflector::reflector(w, watcher(api, cfg()).backoff(WatchBackoff::default())),
             changed.clone(),
             any,
             "nodes",
@@ -203,7 +211,7 @@ impl Observer {
             reflector::reflector(
                 w,
                 watcher(api, slice_cfg)
-                    .default_backoff()
+                    .backoff(WatchBackoff::default())
                     .modify(|s: &mut EndpointSlice| slim(&mut s.metadata)),
             ),
             changed.clone(),
