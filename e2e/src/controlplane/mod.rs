@@ -9,7 +9,7 @@ mod certs;
 mod procs;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -85,7 +85,11 @@ pub struct ControlPlane {
     dir: PathBuf,
     port: u16,
     kubeconfig: PathBuf,
-    processes: Vec<Process>,
+    /// Behind a lock so that a shared (`&'static`) control plane can stop and start its API
+    /// server ([`ControlPlane::stop_apiserver`]).
+    processes: Mutex<Vec<Process>>,
+    /// How each process was started (label, program, flags), to start it again as it was.
+    specs: Vec<(String, PathBuf, Vec<String>)>,
 }
 
 static SHARED: OnceLock<ControlPlane> = OnceLock::new();
@@ -195,15 +199,16 @@ impl ControlPlane {
             dir: dir.clone(),
             port,
             kubeconfig,
-            processes: Vec::new(),
+            processes: Mutex::new(Vec::new()),
+            specs: Vec::new(),
         };
         let etcd_data = procs::tmpfs_dir(&dir)?;
         let etcd_url = format!("http://127.0.0.1:{etcd_client}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer}");
-        cp.processes.push(start(
+        cp.launch(
             "etcd",
-            &env::tool("etcd"),
-            &[
+            env::tool("etcd"),
+            vec![
                 "--name=default".into(),
                 format!("--data-dir={}", etcd_data.display()),
                 format!("--listen-client-urls={etcd_url}"),
@@ -214,62 +219,65 @@ impl ControlPlane {
                 "--unsafe-no-fsync".into(),
                 "--log-level=warn".into(),
             ],
-            &dir,
-        )?);
+        )?;
         let d = |f: &str| dir.join(f).display().to_string();
-        cp.processes.push(start(
-            "kube-apiserver",
-            &env::tool("kube-apiserver"),
-            &[
-                format!("--etcd-servers={etcd_url}"),
-                // 0.0.0.0: loopback for the tests, 198.18.0.1 for the node namespaces.
-                "--bind-address=0.0.0.0".into(),
-                format!("--advertise-address={MANAGEMENT_ADDRESS}"),
-                format!("--secure-port={port}"),
-                format!("--cert-dir={}", dir.display()),
-                format!("--tls-cert-file={}", d("apiserver.crt")),
-                format!("--tls-private-key-file={}", d("apiserver.key")),
-                format!("--client-ca-file={}", d("ca.crt")),
-                format!(
-                    "--service-cluster-ip-range={}",
-                    if real {
-                        REAL_NODES_SERVICE_CIDRS
-                    } else {
-                        SERVICE_CIDRS
-                    }
-                ),
-                "--service-account-issuer=https://kubernetes.default.svc".into(),
-                format!("--service-account-key-file={}", d("sa.pub")),
-                format!("--service-account-signing-key-file={}", d("sa.key")),
-                "--allow-privileged=true".into(),
-                "--enable-priority-and-fairness=false".into(),
-                "--profiling=false".into(),
-                "--v=0".into(),
+        let apiserver_flags = [
+            format!("--etcd-servers={etcd_url}"),
+            // 0.0.0.0: loopback for the tests, 198.18.0.1 for the node namespaces.
+            "--bind-address=0.0.0.0".into(),
+            format!("--advertise-address={MANAGEMENT_ADDRESS}"),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", dir.display()),
+            format!("--tls-cert-file={}", d("apiserver.crt")),
+            format!("--tls-private-key-file={}", d("apiserver.key")),
+            format!("--client-ca-file={}", d("ca.crt")),
+            format!(
+                "--service-cluster-ip-range={}",
+                if real {
+                    REAL_NODES_SERVICE_CIDRS
+                } else {
+                    SERVICE_CIDRS
+                }
+            ),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", d("sa.pub")),
+            format!("--service-account-signing-key-file={}", d("sa.key")),
+            "--allow-privileged=true".into(),
+            "--enable-priority-and-fairness=false".into(),
+            "--profiling=false".into(),
+            "--v=0".into(),
+        ]
+        .into_iter()
+        .chain(if real {
+            vec![
+                "--authorization-mode=Node,RBAC".to_string(),
+                "--enable-admission-plugins=NodeRestriction".into(),
+                format!("--admission-control-config-file={}", d("admission.yaml")),
+                // `kubectl logs` and `exec`: the API server reaches kubelets by InternalIP.
+                format!("--kubelet-client-certificate={}", d("admin.crt")),
+                format!("--kubelet-client-key={}", d("admin.key")),
+                "--kubelet-preferred-address-types=InternalIP".into(),
             ]
-            .into_iter()
-            .chain(if real {
-                vec![
-                    "--authorization-mode=Node,RBAC".to_string(),
-                    "--enable-admission-plugins=NodeRestriction".into(),
-                    format!("--admission-control-config-file={}", d("admission.yaml")),
-                    // `kubectl logs` and `exec`: the API server reaches kubelets by InternalIP.
-                    format!("--kubelet-client-certificate={}", d("admin.crt")),
-                    format!("--kubelet-client-key={}", d("admin.key")),
-                    "--kubelet-preferred-address-types=InternalIP".into(),
-                ]
-            } else {
-                vec!["--authorization-mode=RBAC".to_string()]
-            })
-            .chain(options.apiserver_flags.iter().cloned())
-            .collect::<Vec<_>>(),
-            &dir,
-        )?);
+        } else {
+            vec!["--authorization-mode=RBAC".to_string()]
+        })
+        .chain(options.apiserver_flags.iter().cloned())
+        .collect::<Vec<_>>();
+        cp.launch(
+            "kube-apiserver",
+            env::tool("kube-apiserver"),
+            apiserver_flags,
+        )?;
         let client = cp.client().await?;
-        wait_ready(&client, &mut cp.processes).await?;
-        cp.processes.push(start(
+        wait_ready(
+            &client,
+            cp.processes.get_mut().unwrap_or_else(|p| p.into_inner()),
+        )
+        .await?;
+        cp.launch(
             "kube-controller-manager",
-            &env::tool("kube-controller-manager"),
-            &[
+            env::tool("kube-controller-manager"),
+            vec![
                 format!("--kubeconfig={}", cp.kubeconfig.display()),
                 format!(
                     "--controllers=namespace,garbagecollector,serviceaccount-token{}",
@@ -288,8 +296,7 @@ impl ControlPlane {
                 "--use-service-account-credentials=false".into(),
                 "--v=0".into(),
             ],
-            &dir,
-        )?);
+        )?;
         install_crds(&client).await?;
         ensure_namespace(&client, ferrolb_api::contracts::INSTALL_NAMESPACE).await?;
         Ok(cp)
@@ -355,18 +362,100 @@ impl ControlPlane {
     /// CPU seconds (utime + stime) each of its processes has used so far, by label: where a
     /// benchmark's time goes besides the process it measures.
     pub fn cpu_seconds(&self) -> Vec<(String, f64)> {
-        self.processes
+        self.processes_mut()
             .iter()
             .map(|p| (p.label().to_string(), p.cpu_seconds()))
             .collect()
     }
 
-    /// Stops the API server (SIGKILL), for tests of API-server outages.
-    pub fn kill(&mut self, name: &str) {
-        self.processes
+    /// Kills (SIGKILL) its processes labelled `name` (`etcd`, `kube-apiserver`,
+    /// `kube-controller-manager`); they stay down.
+    pub fn kill(&self, name: &str) {
+        self.processes_mut()
             .iter_mut()
             .filter(|p| p.label() == name)
             .for_each(Process::kill);
+    }
+
+    /// An API-server outage as a cluster sees one: the process is killed (SIGKILL), its port
+    /// refuses connections and every open watch breaks. etcd and the controller-manager go on
+    /// running. [`ControlPlane::start_apiserver`] brings it back.
+    pub fn stop_apiserver(&self) {
+        self.kill("kube-apiserver");
+    }
+
+    /// Starts the API server again after [`ControlPlane::stop_apiserver`], with the same flags,
+    /// port, certificates and etcd (so the same data), and returns once it is ready
+    /// (`/readyz` ok; bounded: 60 s). Does nothing while it runs.
+    pub async fn start_apiserver(&self) -> anyhow::Result<()> {
+        let running = self
+            .processes_mut()
+            .iter_mut()
+            .any(|p| p.label() == "kube-apiserver" && p.exit_status().is_none());
+        if running {
+            return Ok(());
+        }
+        let mut apiserver = self.respawn("kube-apiserver")?;
+        let ready = wait_ready(&self.client().await?, std::slice::from_mut(&mut apiserver)).await;
+        self.replace(apiserver);
+        ready
+    }
+
+    /// Kills the controller-manager (if it still runs) and starts it again as it was, e.g.
+    /// after a `kill("kube-controller-manager")` at the start of an outage: what a real cluster's
+    /// controller-manager, which elects a leader, goes through in an API-server outage (it
+    /// loses its Lease within the renew deadline, exits, and its supervisor starts it again).
+    /// Ours runs without leader election, so it would otherwise live through the outage on its
+    /// stale view: its node lifecycle controller, having seen no heartbeat for longer than
+    /// the grace period, marks every node NotReady (and their pods unready) after the return.
+    pub fn restart_controller_manager(&self) -> anyhow::Result<()> {
+        self.kill("kube-controller-manager");
+        let kcm = self.respawn("kube-controller-manager")?;
+        self.replace(kcm);
+        Ok(())
+    }
+
+    /// Starts a process and remembers how, for [`ControlPlane::respawn`].
+    fn launch(&mut self, name: &str, program: PathBuf, args: Vec<String>) -> anyhow::Result<()> {
+        let p = start(name, &program, &args, &self.dir)?;
+        self.specs.push((name.to_string(), program, args));
+        self.processes_mut().push(p);
+        Ok(())
+    }
+
+    /// Starts process `name` again as [`ControlPlane::launch`] did, its log appended to.
+    fn respawn(&self, name: &str) -> anyhow::Result<Process> {
+        let (_, program, args) = self
+            .specs
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .with_context(|| format!("no process {name} was started"))?;
+        let log = self.dir.join(format!("{name}.log"));
+        let out = std::fs::File::options()
+            .append(true)
+            .create(true)
+            .open(&log)?;
+        let mut cmd = tied(program);
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        Process::spawn(name, cmd, Some(log)).with_context(|| format!("cannot start {name} again"))
+    }
+
+    /// Puts `p` in place of the (dead) process of its label, keeping the start order that
+    /// [`Drop`] stops them in reverse of.
+    fn replace(&self, p: Process) {
+        let mut processes = self.processes_mut();
+        match processes.iter().position(|q| q.label() == p.label()) {
+            Some(i) => processes[i] = p,
+            None => processes.push(p),
+        }
+    }
+
+    fn processes_mut(&self) -> MutexGuard<'_, Vec<Process>> {
+        self.processes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A Kubernetes namespace of its own for one test; deleted when the guard drops.
@@ -385,7 +474,8 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         // Stop in reverse order: controller-manager, API server, etcd.
-        while let Some(mut p) = self.processes.pop() {
+        let processes = self.processes.get_mut().unwrap_or_else(|p| p.into_inner());
+        while let Some(mut p) = processes.pop() {
             p.kill();
         }
         procs::remove_run_dir(&self.dir);

@@ -260,6 +260,61 @@ pub struct Sample {
     pub error: Option<String>,
     /// Nodes whose LAN interface held the address at that moment (local addresses only).
     pub holders: Vec<String>,
+    /// The ToR's next hops for the address changed between just before and just after the
+    /// request (routed addresses only): the ToR may have re-hashed the connection to another
+    /// node.
+    pub rehashed: bool,
+}
+
+/// What a [`Probe`] samples besides the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Also {
+    /// Which nodes hold the address on their LAN interface (a local address).
+    Holders,
+    /// The ToR's next hops for the address, before and after each request (a routed address).
+    TorRoute,
+}
+
+/// The ToR's next hops (gateways) for `ip` in its kernel's table, sorted; empty when it has no
+/// route.
+pub fn tor_nexthops(c: &Cluster, ip: &str) -> Vec<String> {
+    let topo = c.topo();
+    let Some(tor) = topo.tor_ns() else {
+        return Vec::new();
+    };
+    let out = topo
+        .run(tor, &["ip", "-j", "route", "show", "match", ip])
+        .unwrap_or_default();
+    let routes: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    // The most specific route that is not the default: the aggregate the nodes announce.
+    let best = routes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["dst"].as_str().is_some_and(|d| d != "default"))
+        .max_by_key(|r| {
+            r["dst"]
+                .as_str()
+                .and_then(|d| d.split_once('/'))
+                .and_then(|(_, l)| l.parse::<u8>().ok())
+                .unwrap_or(32)
+        });
+    let mut hops: Vec<String> = match best {
+        Some(r) if r.get("nexthops").is_some() => r["nexthops"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h["gateway"].as_str().map(str::to_string))
+            .collect(),
+        Some(r) => r["gateway"]
+            .as_str()
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    };
+    hops.sort();
+    hops
 }
 
 /// A bounded request loop from the client against one address, sampling also which node
@@ -270,7 +325,7 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub fn start(c: &'static Cluster, ip: String, sample_holders: bool) -> Probe {
+    pub fn start(c: &'static Cluster, ip: String, also: Also) -> Probe {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
@@ -280,15 +335,18 @@ impl Probe {
             while !flag.load(std::sync::atomic::Ordering::Relaxed)
                 && started.elapsed() < Duration::from_secs(600)
             {
+                let route = || (also == Also::TorRoute).then(|| tor_nexthops(c, &ip));
+                let before = route();
                 let at = started.elapsed();
                 let result = get_from_client(c, &ip);
                 let took = started.elapsed() - at;
+                let rehashed = before != route();
                 let ok = result.as_ref().is_ok_and(|b| b.contains("pod=app-"));
                 let error = (!ok).then(|| match result {
                     Ok(body) => format!("unexpected answer: {body}"),
                     Err(e) => e.lines().last().unwrap_or_default().to_string(),
                 });
-                let holders = if sample_holders {
+                let holders = if also == Also::Holders {
                     holders_of(c, &ip)
                 } else {
                     Vec::new()
@@ -299,6 +357,7 @@ impl Probe {
                     took,
                     error,
                     holders,
+                    rehashed,
                 });
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -366,10 +425,15 @@ pub fn failures(samples: &[Sample]) -> String {
         .filter(|s| !s.ok)
         .map(|s| {
             format!(
-                "  at {:.2} s, after {:.2} s: {}",
+                "  at {:.2} s, after {:.2} s: {}{}",
                 s.at.as_secs_f64(),
                 s.took.as_secs_f64(),
-                s.error.as_deref().unwrap_or_default()
+                s.error.as_deref().unwrap_or_default(),
+                if s.rehashed {
+                    " (the ToR's next hops changed meanwhile)"
+                } else {
+                    ""
+                }
             )
         })
         .collect::<Vec<_>>()
