@@ -13,6 +13,7 @@ pub mod node_lease;
 pub mod offline;
 pub mod pool;
 pub mod servicegroup;
+pub mod watch_backoff;
 
 pub use lbnodeagent::{LBNodeAgent, LBNodeAgentSpec};
 pub use servicegroup::{ServiceGroup, ServiceGroupSpec, ServiceGroupStatus};

@@ -1,7 +1,6 @@
 //! What the allocator watches: kube-runtime reflectors on Services, ServiceGroups, Nodes,
 //! EndpointSlices and the per-node Leases, turned into one plain [`Snapshot`].
 
-mod backoff;
 mod leases;
 mod service;
 mod views;
@@ -28,7 +27,7 @@ pub use service::{
 };
 pub use views::{Endpoints, GroupView, NodeLease, Snapshot, add_slice};
 
-pub use backoff::WatchBackoff;
+pub use ferrolb_api::watch_backoff::WatchBackoff;
 use leases::Sightings;
 
 /// The caches, plus the objects our own writes returned that the caches have not seen yet

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_api::election::agent_for_node;
+use ferrolb_api::watch_backoff::WatchBackoff;
 use ferrolb_api::{LBNodeAgent, ServiceGroup};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
@@ -113,7 +114,9 @@ where
 {
     let (reader, writer) = reflector::store();
     let changed = changed.clone();
-    let stream = watcher(api, config).default_backoff().reflect(writer);
+    let stream = watcher(api, config)
+        .backoff(WatchBackoff::default())
+        .reflect(writer);
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {

@@ -5,6 +5,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use ferrolb_api::contracts::node_lease_name;
+use ferrolb_api::watch_backoff::WatchBackoff;
 use ferrolb_api::{LBNodeAgent, ServiceGroup};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -201,7 +202,7 @@ where
 {
     let (reader, mut writer) = reflector::store::<K>();
     let kind = S::kind(&S::DynamicType::default()).to_string();
-    let stream = watcher(api, config).default_backoff();
+    let stream = watcher(api, config).backoff(WatchBackoff::default());
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {

@@ -1,11 +1,11 @@
-//! How soon a broken watch tries again: exponential from [`FIRST`] to [`MAX`], jittered, reset
-//! by the first event that gets through.
+//! How soon a broken watch of any ferrolb component tries again: exponential from [`FIRST`] to
+//! [`MAX`], jittered, reset by the first event that gets through.
 //!
 //! kube-runtime's default (800 ms doubling to 30 s, forgotten only after 120 s without errors)
 //! has grown to 30 s after a minute without the API server, and a return costs two of its
 //! steps (the watch resumes, then the API server says its resourceVersion expired and it
-//! lists again): up to a minute before a new Service is seen. Two allocator replicas retrying
-//! every few seconds cost the API server nothing.
+//! lists again): up to a minute before a new Service is seen, or an agent sees its peers'
+//! Leases again. A few retries per watch every few seconds cost the API server little.
 
 use std::time::Duration;
 
