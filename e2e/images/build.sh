@@ -67,6 +67,10 @@ build agent localhost/ferrolb/agent:$tag Dockerfile.agent "$ctx/bin/ferrolb-agen
   -f Dockerfile.agent --build-arg BINARIES=prebuilt --build-arg BASE_IMAGE=$base \
   --build-context "bin=$ctx/bin" .
 
+# Each rebuild leaves the image it replaced untagged; with vfs storage each is a full copy
+# (hundreds of MB), so they go.
+"${B[@]}" rmi --prune >/dev/null 2>&1 || true
+
 cat >"$out/images.env" <<ENV
 PAUSE_IMAGE=localhost/ferrolb/pause:$tag
 APP_IMAGE=localhost/ferrolb/app:$tag
