@@ -346,10 +346,15 @@ impl Applier {
         let (status, annotations): (Vec<Change>, Vec<Change>) = diff::service_changes(p, s)
             .into_iter()
             .partition(|c| matches!(c, Change::SetIngress { .. } | Change::ClearIngress { .. }));
+        // Each write carries the version the last one left (see `SvcView::resource_version`).
+        let mut version = s.resource_version.clone();
         let mut write = async |changes: Vec<Change>, out: &mut Outcome| -> bool {
             for change in changes {
-                match self.write_service(&change, s).await {
-                    Ok(svc) => observer.wrote_service(svc),
+                match self.write_service(&change, s, &version).await {
+                    Ok(svc) => {
+                        version = svc.metadata.resource_version.clone().unwrap_or_default();
+                        observer.wrote_service(svc)
+                    }
                     Err(e) => {
                         if let Some(note) = out.failed(e) {
                             problems.push(note);
@@ -401,7 +406,7 @@ impl Applier {
                 annotations: s.written.clone(),
             }
         };
-        match self.write_service(&change, s).await {
+        match self.write_service(&change, s, &s.resource_version).await {
             Ok(svc) => {
                 observer.wrote_service(svc);
                 out.status_written = true;
@@ -425,13 +430,23 @@ impl Applier {
         }
     }
 
-    async fn write_service(&self, change: &Change, s: &SvcView) -> Result<Service> {
+    /// One write about `s`, with `version` (the Service's resourceVersion the decision was made
+    /// from, or the one our previous write of this pass left) as a precondition: the API server
+    /// refuses it (409, retried on the next pass) when the Service changed meanwhile. The
+    /// leadership check just before cannot stop a write that a paused process sends after it
+    /// wakes, when another replica may lead; the precondition does once that one has written.
+    async fn write_service(&self, change: &Change, s: &SvcView, version: &str) -> Result<Service> {
         self.check_leading()?;
         let api: Api<Service> = Api::namespaced(self.client.clone(), &s.key.namespace);
         let name = s.key.name.as_str();
-        let base = |body: Value| {
+        let precondition =
+            |version: &str| (!version.is_empty()).then(|| json!({ "resourceVersion": version }));
+        let base = |body: Value, version: &str| {
             let mut v = json!({ "apiVersion": "v1", "kind": "Service",
                                 "metadata": { "name": name, "namespace": s.key.namespace } });
+            if let Some(p) = precondition(version) {
+                v["metadata"]["resourceVersion"] = p["resourceVersion"].clone();
+            }
             if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), body) {
                 for (k, x) in extra {
                     if k == "metadata" {
@@ -447,8 +462,11 @@ impl Applier {
             }
             v
         };
-        let apply_annotations = async |annotations: &BTreeMap<String, String>| {
-            let body = base(json!({ "metadata": { "annotations": annotations } }));
+        let apply_annotations = async |annotations: &BTreeMap<String, String>, version: &str| {
+            let body = base(
+                json!({ "metadata": { "annotations": annotations } }),
+                version,
+            );
             api.patch(name, &apply_params(), &Patch::Apply(&body)).await
         };
         let out = match change {
@@ -461,8 +479,10 @@ impl Applier {
                     .iter()
                     .map(|a| json!({ "ip": a.to_string(), "ipMode": "VIP" }))
                     .collect();
-                let mut body =
-                    base(json!({ "status": { "loadBalancer": { "ingress": entries } } }));
+                let mut body = base(
+                    json!({ "status": { "loadBalancer": { "ingress": entries } } }),
+                    version,
+                );
                 if !annotations.is_empty() {
                     body["metadata"]["annotations"] = json!(annotations);
                 }
@@ -476,20 +496,29 @@ impl Applier {
                     // An API server whose Service status strategy resets metadata: the
                     // annotations need a write of their own.
                     tracing::warn!(service = %s.key, "the API server dropped the annotations of a status write; writing them apart");
-                    apply_annotations(annotations).await?
+                    let written = svc.metadata.resource_version.clone().unwrap_or_default();
+                    apply_annotations(annotations, &written).await?
                 }
             }
             Change::ClearIngress { .. } => {
                 tracing::info!(service = %s.key, "clearing status");
-                let body = json!({ "status": { "loadBalancer": { "ingress": null } } });
+                let mut body = json!({ "status": { "loadBalancer": { "ingress": null } } });
+                if let Some(p) = precondition(version) {
+                    body["metadata"] = p;
+                }
                 api.patch_status(name, &merge_params(), &Patch::Merge(&body))
                     .await?
             }
-            Change::SetAnnotations { annotations, .. } => apply_annotations(annotations).await?,
+            Change::SetAnnotations { annotations, .. } => {
+                apply_annotations(annotations, version).await?
+            }
             Change::RemoveAnnotations { keys, .. } => {
                 let nulls: serde_json::Map<String, Value> =
                     keys.iter().map(|k| (k.clone(), Value::Null)).collect();
-                let body = json!({ "metadata": { "annotations": nulls } });
+                let mut body = json!({ "metadata": { "annotations": nulls } });
+                if let Some(p) = precondition(version) {
+                    body["metadata"]["resourceVersion"] = p["resourceVersion"].clone();
+                }
                 api.patch(name, &merge_params(), &Patch::Merge(&body))
                     .await?
             }

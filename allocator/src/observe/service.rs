@@ -64,6 +64,10 @@ pub struct Requested {
 pub struct SvcView {
     pub key: ObjKey,
     pub uid: String,
+    /// The version this view was made from: every write about it carries it as a
+    /// precondition, so a write decided on an older version (a paused leader's, woken after
+    /// another took over) is refused instead of undoing newer ones.
+    pub resource_version: String,
     pub created: Timestamp,
     pub load_balancer: bool,
     pub class: Option<String>,
@@ -149,6 +153,7 @@ impl SvcView {
                 meta.name.as_deref().unwrap_or_default(),
             ),
             uid: meta.uid.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
             created: meta
                 .creation_timestamp
                 .as_ref()
