@@ -43,6 +43,13 @@ impl LeasedNode {
 pub struct LeaseClock {
     /// Lease name → (the record, when it was seen, seen on the first sighting).
     seen: BTreeMap<String, (Renewal, Timestamp, bool)>,
+    /// The last judgment was made as of this agent's last own renewal seen (its view was
+    /// stale): that moment.
+    frozen_at: Option<Timestamp>,
+    /// (when its own renewals were seen again after a stale view, the moment the view had
+    /// frozen at): a Lease alive at that moment gets one duration from the return to show a
+    /// renewal (none could renew during the outage, and they come back one by one).
+    resumed: Option<(Timestamp, Timestamp)>,
 }
 
 impl LeaseClock {
@@ -82,8 +89,9 @@ impl LeaseClock {
                 })
                 .or_insert_with(|| (renewal.clone(), now, true));
             let expiry = record.expiry(*seen, *first);
+            let duration = record.duration;
             judged.push((
-                expiry,
+                expiry.map(|e| (e, duration)),
                 (lease.node == me).then_some(*seen),
                 LeasedNode {
                     node: lease.node,
@@ -98,14 +106,31 @@ impl LeaseClock {
         // duration, judge as of the last renewal it saw.
         let horizon = match judged
             .iter()
-            .find_map(|(e, own, _)| own.map(|seen| (*e, seen)))
+            .find_map(|(e, own, _)| own.map(|seen| (e.map(|(e, _)| e), seen)))
         {
-            Some((own_expiry, seen)) if own_expiry.is_none_or(|e| e <= now) => seen,
-            _ => now,
+            Some((own_expiry, seen)) if own_expiry.is_none_or(|e| e <= now) => Some(seen),
+            _ => None,
         };
+        match horizon {
+            Some(frozen) => self.frozen_at = Some(frozen),
+            None => {
+                if let Some(frozen) = self.frozen_at.take() {
+                    self.resumed = Some((now, frozen));
+                }
+            }
+        }
+        let horizon = horizon.unwrap_or(now);
+        let resumed = self.resumed;
         judged
             .into_iter()
-            .filter(|(e, _, _)| e.is_some_and(|e| e > horizon))
+            .filter(|(e, _, _)| {
+                e.is_some_and(|(e, duration)| {
+                    let grace = resumed
+                        .filter(|(_, frozen)| e > *frozen)
+                        .and_then(|(r, _)| duration.and_then(|d| r.checked_add(d).ok()));
+                    e > horizon || grace.is_some_and(|g| g > now)
+                })
+            })
             .map(|(_, _, n)| n)
             .collect()
     }
@@ -195,16 +220,24 @@ mod tests {
         let t0 = Timestamp::now();
         let secs = SignedDuration::from_secs;
         let mut clock = LeaseClock::default();
+        // c stopped renewing at t0, long before the outage.
+        let dead = lease("ferrolb-node-c", t0, "");
         let at = |t: Timestamp| {
             [
                 lease("ferrolb-node-me", t, ""),
                 lease("ferrolb-node-b", t, ""),
+                dead.clone(),
             ]
         };
-        assert_eq!(names(&clock.alive(&at(t0), "me", t0)), ["me", "b"]);
-        // Renewals seen until t0 + 10 s, then nothing more (the watch is down).
-        let last = at(t0 + secs(10));
-        assert_eq!(names(&clock.alive(&last, "me", t0 + secs(10))), ["me", "b"]);
+        assert_eq!(names(&clock.alive(&at(t0), "me", t0)), ["me", "b", "c"]);
+        let before = at(t0 + secs(20));
+        assert_eq!(
+            names(&clock.alive(&before, "me", t0 + secs(20))),
+            ["me", "b"]
+        );
+        // Renewals seen until t0 + 30 s, then nothing more (the watch is down).
+        let last = at(t0 + secs(30));
+        assert_eq!(names(&clock.alive(&last, "me", t0 + secs(30))), ["me", "b"]);
         for later in [30, 60, 600] {
             assert_eq!(
                 names(&clock.alive(&last, "me", t0 + secs(later))),
@@ -212,11 +245,21 @@ mod tests {
                 "{later} s"
             );
         }
-        // Its own Lease renewed again, b's not: b is gone.
+        // Its own Lease renewed again, b's not yet: b renews after the outage too, one by one,
+        // so it has one duration (15 s) from the return to show it.
         let back = [
             lease("ferrolb-node-me", t0 + secs(600), ""),
-            lease("ferrolb-node-b", t0 + secs(10), ""),
+            lease("ferrolb-node-b", t0 + secs(30), ""),
+            dead.clone(),
         ];
-        assert_eq!(names(&clock.alive(&back, "me", t0 + secs(600))), ["me"]);
+        let mut at = |s: i64| names(&clock.alive(&back, "me", t0 + secs(s))).join(",");
+        assert_eq!(
+            at(600),
+            "me,b",
+            "just back: b's renewal may not be through yet; c was gone before the outage"
+        );
+        assert_eq!(at(614), "me,b");
+        // b never renewed after the return: gone one duration after it.
+        assert_eq!(at(616), "me");
     }
 }
