@@ -158,26 +158,32 @@ impl Applier {
         self.retry_pending(&current, now).await;
         let groups: HashMap<&str, &GroupView> =
             snap.groups.iter().map(|g| (g.name.as_str(), g)).collect();
+        let mut group_changes: HashMap<&str, Vec<Change>> = plan
+            .groups
+            .iter()
+            .filter_map(|p| {
+                let g = groups.get(p.name.as_str())?;
+                Some((p.name.as_str(), diff::group_changes(p, g, snap.now)))
+            })
+            .collect();
         // A group that comes into use gets its in-use finalizer before any Service shows one of
         // its addresses: deleted in between, it would not have waited for that Service.
-        let mut held = HashSet::new();
-        for p in plan.groups.iter().filter(|p| p.finalizer) {
-            let Some(g) = groups.get(p.name.as_str()) else {
+        for (name, changes) in &mut group_changes {
+            let Some(i) = changes
+                .iter()
+                .position(|c| matches!(c, Change::GroupFinalizer { present: true, .. }))
+            else {
                 continue;
             };
-            for change in diff::group_changes(p, g, snap.now) {
-                if matches!(change, Change::GroupFinalizer { present: true, .. }) {
-                    match self.write_group(&change).await {
-                        Ok(g) => {
-                            observer.wrote_group(g);
-                            held.insert(p.name.as_str());
-                        }
-                        Err(Error::LeaderLost(l)) => return Err(Error::LeaderLost(l)),
-                        // Written again with the group's other changes, with back-off.
-                        Err(e) => {
-                            tracing::warn!(group = %p.name, error = %e, "cannot set the in-use finalizer before the Services' writes")
-                        }
-                    }
+            match self.write_group(&changes[i]).await {
+                Ok(g) => {
+                    observer.wrote_group(g);
+                    changes.remove(i);
+                }
+                Err(Error::LeaderLost(l)) => return Err(Error::LeaderLost(l)),
+                // Written again with the group's other changes, with back-off.
+                Err(e) => {
+                    tracing::warn!(group = %name, error = %e, "cannot set the in-use finalizer before the Services' writes")
                 }
             }
         }
@@ -247,10 +253,7 @@ impl Applier {
             let Some(g) = groups.get(p.name.as_str()) else {
                 continue;
             };
-            let mut changes = diff::group_changes(p, g, snap.now);
-            if held.contains(p.name.as_str()) {
-                changes.retain(|c| !matches!(c, Change::GroupFinalizer { .. }));
-            }
+            let changes = group_changes.remove(p.name.as_str()).unwrap_or_default();
             let due = self
                 .group_writes
                 .lock()
@@ -439,14 +442,16 @@ impl Applier {
         self.check_leading()?;
         let api: Api<Service> = Api::namespaced(self.client.clone(), &s.key.namespace);
         let name = s.key.name.as_str();
-        let precondition =
-            |version: &str| (!version.is_empty()).then(|| json!({ "resourceVersion": version }));
+        // A body's `metadata.resourceVersion`, when the version is known.
+        let precondition = |body: &mut Value, version: &str| {
+            if !version.is_empty() {
+                body["metadata"]["resourceVersion"] = version.into();
+            }
+        };
         let base = |body: Value, version: &str| {
             let mut v = json!({ "apiVersion": "v1", "kind": "Service",
                                 "metadata": { "name": name, "namespace": s.key.namespace } });
-            if let Some(p) = precondition(version) {
-                v["metadata"]["resourceVersion"] = p["resourceVersion"].clone();
-            }
+            precondition(&mut v, version);
             if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), body) {
                 for (k, x) in extra {
                     if k == "metadata" {
@@ -503,9 +508,7 @@ impl Applier {
             Change::ClearIngress { .. } => {
                 tracing::info!(service = %s.key, "clearing status");
                 let mut body = json!({ "status": { "loadBalancer": { "ingress": null } } });
-                if let Some(p) = precondition(version) {
-                    body["metadata"] = p;
-                }
+                precondition(&mut body, version);
                 api.patch_status(name, &merge_params(), &Patch::Merge(&body))
                     .await?
             }
@@ -516,9 +519,7 @@ impl Applier {
                 let nulls: serde_json::Map<String, Value> =
                     keys.iter().map(|k| (k.clone(), Value::Null)).collect();
                 let mut body = json!({ "metadata": { "annotations": nulls } });
-                if let Some(p) = precondition(version) {
-                    body["metadata"]["resourceVersion"] = p["resourceVersion"].clone();
-                }
+                precondition(&mut body, version);
                 api.patch(name, &merge_params(), &Patch::Merge(&body))
                     .await?
             }

@@ -1,10 +1,10 @@
 //! Events on this node's Node object (they live in namespace `default`, as Events of
 //! cluster-scoped objects do), published without holding up the reconcile loop.
 
-use ferrolb_api::contracts::{FIELD_MANAGER_AGENT, reason};
-use k8s_openapi::api::core::v1::ObjectReference;
 use std::net::IpAddr;
 
+use ferrolb_api::contracts::{FIELD_MANAGER_AGENT, reason};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;

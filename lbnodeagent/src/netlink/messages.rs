@@ -63,12 +63,7 @@ pub fn virtual_link(name: &str, kind: VirtualKind) -> LinkMessage {
 pub fn promote_secondaries_request(index: u32) -> LinkMessage {
     let mut conf = InetDevConf::default();
     conf.promote_secondaries = 1;
-    let mut msg = LinkUnspec::new_with_index(index).build();
-    msg.attributes
-        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
-            AfSpecInet::DevConfRequest(conf),
-        ])]));
-    msg
+    devconf_request(index, conf)
 }
 
 /// The RTM_SETLINK request that makes link `index` answer ARP only for its own addresses and
@@ -79,6 +74,12 @@ pub fn strict_arp_request(index: u32) -> LinkMessage {
     let mut conf = InetDevConf::default();
     conf.arp_ignore = 1;
     conf.arp_announce = 2;
+    devconf_request(index, conf)
+}
+
+/// RTM_SETLINK on link `index` with IFLA_AF_SPEC → AF_INET → IFLA_INET_CONF carrying the
+/// non-zero fields of `conf`.
+fn devconf_request(index: u32, conf: InetDevConf) -> LinkMessage {
     let mut msg = LinkUnspec::new_with_index(index).build();
     msg.attributes
         .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
@@ -304,6 +305,16 @@ mod tests {
         assert_eq!(&bytes[16..], &want[..], "{bytes:?}");
     }
 
+    /// A link dump carrying `conf` as its IPv4 device configuration.
+    fn link_dump(conf: InetDevConf) -> LinkMessage {
+        let mut msg = LinkMessage::default();
+        msg.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                AfSpecInet::DevConf(conf),
+            ])]));
+        msg
+    }
+
     #[test]
     fn strict_arp_request_sends_arp_ignore_and_arp_announce_only() {
         use netlink_packet_core::Emitable;
@@ -331,13 +342,8 @@ mod tests {
         let mut conf = InetDevConf::default();
         conf.arp_ignore = 1;
         conf.arp_announce = 2;
-        let mut dump = LinkMessage::default();
-        dump.attributes
-            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
-                AfSpecInet::DevConf(conf),
-            ])]));
         assert_eq!(
-            arp_conf(&dump),
+            arp_conf(&link_dump(conf)),
             Some(ArpConf {
                 ignore: 1,
                 announce: 2
@@ -351,12 +357,7 @@ mod tests {
         let dump = |on: i32| {
             let mut conf = InetDevConf::default();
             conf.promote_secondaries = on;
-            let mut msg = LinkMessage::default();
-            msg.attributes
-                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
-                    AfSpecInet::DevConf(conf),
-                ])]));
-            msg
+            link_dump(conf)
         };
         let cases = [
             ("on", dump(1), Some(true)),

@@ -265,8 +265,6 @@ fn announce(
     }
 }
 
-/// `conflictProbe` of the LBNodeAgent in force (the CRD's default, 1 s, when there is none or
-/// it does not parse within its bounds).
 /// Sets strict ARP on the local interface (see [`strict_arp`]); says so in an Event, or in a
 /// Warning when the kernel refuses, retried a minute later.
 async fn ensure_strict_arp(ctx: &Context, fix: &StrictArp) {
@@ -294,6 +292,8 @@ async fn ensure_strict_arp(ctx: &Context, fix: &StrictArp) {
     }
 }
 
+/// `conflictProbe` of the LBNodeAgent in force (the CRD's default, 1 s, when there is none or
+/// it does not parse within its bounds).
 fn conflict_probe(agents: &[LBNodeAgent], config: &AgentConfig) -> Duration {
     config
         .source
