@@ -132,30 +132,20 @@ pub async fn services_with_address(client: &Client, address: IpAddr) -> Result<V
         .await
         .map_err(api_err("listing Services"))?;
     let mut out = Vec::new();
-    for svc in all.items.iter().filter(|s| shows(s, address)) {
-        let (namespace, name) = (
-            svc.metadata.namespace.clone().unwrap_or_default(),
-            svc.metadata.name.clone().unwrap_or_default(),
-        );
-        out.push(service(client, &namespace, &name).await?);
+    for svc in &all.items {
+        // Its addresses, as `where` reads them, without its endpoints yet.
+        if ServiceInfo::from_objects(svc, &[])
+            .addresses
+            .contains(&address)
+        {
+            out.push(with_endpoints(client, svc).await?);
+        }
     }
     if out.is_empty() {
         return Err(Error::NoServiceWithAddress(address));
     }
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(out)
-}
-
-/// `svc`'s `status.loadBalancer.ingress` has `address`.
-pub fn shows(svc: &Service, address: IpAddr) -> bool {
-    svc.status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.as_deref()?.parse::<IpAddr>().ok())
-        .any(|a| a == address)
 }
 
 /// A Service and the nodes of its ready endpoints.
@@ -168,9 +158,16 @@ pub async fn service(client: &Client, namespace: &str, name: &str) -> Result<Ser
             namespace: namespace.to_string(),
             name: name.to_string(),
         })?;
+    with_endpoints(client, &svc).await
+}
+
+/// `svc` with the nodes of its ready endpoints (from its EndpointSlices).
+async fn with_endpoints(client: &Client, svc: &Service) -> Result<ServiceInfo> {
+    let namespace = svc.metadata.namespace.as_deref().unwrap_or_default();
+    let name = svc.metadata.name.as_deref().unwrap_or_default();
     let slices = Api::<EndpointSlice>::namespaced(client.clone(), namespace)
         .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
         .await
         .map_err(api_err("listing EndpointSlices"))?;
-    Ok(ServiceInfo::from_objects(&svc, &slices.items))
+    Ok(ServiceInfo::from_objects(svc, &slices.items))
 }
