@@ -138,11 +138,7 @@ fn ipvs_kube_ipvs0_addresses_are_answered_by_the_holder_only(
     holders: &BTreeSet<String>,
 ) {
     let topo = c.topo();
-    let nodes: Vec<String> = topo
-        .nodes()
-        .iter()
-        .map(|n| n.ns_name().to_string())
-        .collect();
+    let nodes = c.node_names();
     let sysctl = |ns: &str, key: &str| {
         topo.run(ns, &["sysctl", "-n", &format!("net.ipv4.conf.eth0.{key}")])
             .map(|v| v.trim().to_string())

@@ -275,46 +275,13 @@ pub enum Also {
     TorRoute,
 }
 
-/// The ToR's next hops (gateways) for `ip` in its kernel's table, sorted; empty when it has no
-/// route.
-pub fn tor_nexthops(c: &Cluster, ip: &str) -> Vec<String> {
-    let topo = c.topo();
-    let Some(tor) = topo.tor_ns() else {
-        return Vec::new();
-    };
-    let out = topo
-        .run(tor, &["ip", "-j", "route", "show", "match", ip])
-        .unwrap_or_default();
-    let routes: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-    // The most specific route that is not the default: the aggregate the nodes announce.
-    let best = routes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["dst"].as_str().is_some_and(|d| d != "default"))
-        .max_by_key(|r| {
-            r["dst"]
-                .as_str()
-                .and_then(|d| d.split_once('/'))
-                .and_then(|(_, l)| l.parse::<u8>().ok())
-                .unwrap_or(32)
-        });
-    let mut hops: Vec<String> = match best {
-        Some(r) if r.get("nexthops").is_some() => r["nexthops"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|h| h["gateway"].as_str().map(str::to_string))
-            .collect(),
-        Some(r) => r["gateway"]
-            .as_str()
-            .map(str::to_string)
-            .into_iter()
-            .collect(),
-        None => Vec::new(),
-    };
-    hops.sort();
-    hops
+/// `ip` as a host prefix (`/32`, `/128`): the test groups aggregate routed addresses to that.
+pub fn host_prefix(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("{ip}/128")
+    } else {
+        format!("{ip}/32")
+    }
 }
 
 /// A bounded request loop from the client against one address, sampling also which node
@@ -335,7 +302,10 @@ impl Probe {
             while !flag.load(std::sync::atomic::Ordering::Relaxed)
                 && started.elapsed() < Duration::from_secs(600)
             {
-                let route = || (also == Also::TorRoute).then(|| tor_nexthops(c, &ip));
+                let route = || {
+                    (also == Also::TorRoute)
+                        .then(|| ferrolb_e2e::routing::nexthops(c.tor(), &host_prefix(&ip)))
+                };
                 let before = route();
                 let at = started.elapsed();
                 let result = get_from_client(c, &ip);
