@@ -6,10 +6,13 @@
 //! as client-go's leader election does; one seen for the first time counts only while its
 //! renewTime is in the plausible recent past.
 //!
-//! When this agent's own Lease has not been seen renewed for its duration, its view of the
-//! Leases is what is stale (the API server or the watch is down), not the others: Leases are
-//! then judged as of the last moment its own renewal was seen, so an API outage takes no node
-//! out of the election.
+//! Leases are judged as of the last moment this agent saw its own Lease renewed: the last moment
+//! its view is known to have worked (the watch delivers in order, so every renewal written
+//! before its own had arrived by then). When the view stops (the API server or the watch is
+//! down), the others' renewals stop with it, not the others: judged as of `now`, a node whose
+//! last renewal was seen a little before this agent's own would run out first and drop from the
+//! election for those seconds. So an API outage takes no node out; a node that stops renewing
+//! while the view works is gone at most one renewal interval later than on the clock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -43,11 +46,10 @@ impl LeasedNode {
 pub struct LeaseClock {
     /// Lease name → (the record, when it was seen, seen on the first sighting).
     seen: BTreeMap<String, (Renewal, Timestamp, bool)>,
-    /// The last judgment was made as of this agent's last own renewal seen (its view was
-    /// stale): that moment.
-    frozen_at: Option<Timestamp>,
-    /// (when its own renewals were seen again after a stale view, the moment the view had
-    /// frozen at): a Lease alive at that moment gets one duration from the return to show a
+    /// When this agent last saw its own renewal, and when that renewal ran out.
+    own: Option<(Timestamp, Option<Timestamp>)>,
+    /// (when its own renewal was seen again after it had run out, the moment the view had
+    /// stopped at): a Lease alive at that moment gets one duration from the return to show a
     /// renewal (none could renew during the outage, and they come back one by one).
     resumed: Option<(Timestamp, Timestamp)>,
 }
@@ -102,24 +104,17 @@ impl LeaseClock {
             ));
         }
         self.seen.retain(|name, _| listed.contains(name));
-        // This agent renews its own Lease every 5 s: when it has not seen that for the Lease's
-        // duration, judge as of the last renewal it saw.
-        let horizon = match judged
+        let own = judged
             .iter()
-            .find_map(|(e, own, _)| own.map(|seen| (e.map(|(e, _)| e), seen)))
+            .find_map(|(e, own, _)| own.map(|seen| (seen, e.map(|(e, _)| e))));
+        if let (Some((seen, _)), Some((before, ran_out))) = (own, self.own)
+            && seen != before
+            && ran_out.is_some_and(|r| seen > r)
         {
-            Some((own_expiry, seen)) if own_expiry.is_none_or(|e| e <= now) => Some(seen),
-            _ => None,
-        };
-        match horizon {
-            Some(frozen) => self.frozen_at = Some(frozen),
-            None => {
-                if let Some(frozen) = self.frozen_at.take() {
-                    self.resumed = Some((now, frozen));
-                }
-            }
+            self.resumed = Some((seen, before));
         }
-        let horizon = horizon.unwrap_or(now);
+        self.own = own;
+        let horizon = own.map_or(now, |(seen, _)| seen.min(now));
         let resumed = self.resumed;
         judged
             .into_iter()
@@ -230,11 +225,16 @@ mod tests {
             ]
         };
         assert_eq!(names(&clock.alive(&at(t0), "me", t0)), ["me", "b", "c"]);
+        // me and b renew every 5 s; c does not.
+        for t in [5, 10, 15] {
+            clock.alive(&at(t0 + secs(t)), "me", t0 + secs(t));
+        }
         let before = at(t0 + secs(20));
         assert_eq!(
             names(&clock.alive(&before, "me", t0 + secs(20))),
             ["me", "b"]
         );
+        clock.alive(&at(t0 + secs(25)), "me", t0 + secs(25));
         // Renewals seen until t0 + 30 s, then nothing more (the watch is down).
         let last = at(t0 + secs(30));
         assert_eq!(names(&clock.alive(&last, "me", t0 + secs(30))), ["me", "b"]);
@@ -261,5 +261,46 @@ mod tests {
         assert_eq!(at(614), "me,b");
         // b never renewed after the return: gone one duration after it.
         assert_eq!(at(616), "me");
+    }
+
+    /// The outage starts between two renewals: b's last renewal was seen 4 s before this
+    /// agent's own. b's Lease runs out 4 s before its own does; in those 4 s b must not count as
+    /// gone (its renewals stopped because the view did, not because b did), or this agent
+    /// elects itself for what b holds and gives it back 4 s later.
+    #[test]
+    fn a_renewal_seen_just_before_the_outage_keeps_the_node_in() {
+        let t0 = Timestamp::now();
+        let secs = SignedDuration::from_secs;
+        let mut clock = LeaseClock::default();
+        let view = |me: i64, b: i64| {
+            [
+                lease("ferrolb-node-me", t0 + secs(me), ""),
+                lease("ferrolb-node-b", t0 + secs(b), ""),
+            ]
+        };
+        assert_eq!(names(&clock.alive(&view(0, 0), "me", t0)), ["me", "b"]);
+        // b renews at 1, 6, 11, ...; this agent at 0, 5, 10, ...: the last ones seen before the
+        // outage are b's at 1 and its own at 5.
+        assert_eq!(
+            names(&clock.alive(&view(0, 1), "me", t0 + secs(1))),
+            ["me", "b"]
+        );
+        let last = view(5, 1);
+        assert_eq!(names(&clock.alive(&last, "me", t0 + secs(5))), ["me", "b"]);
+        for later in 6..=40 {
+            assert_eq!(
+                names(&clock.alive(&last, "me", t0 + secs(later))),
+                ["me", "b"],
+                "{later} s"
+            );
+        }
+        // A node that does stop renewing while this agent's view works is gone one duration
+        // after its last renewal was seen, give or take one of this agent's own renewals.
+        let mut clock = LeaseClock::default();
+        let mut at =
+            |s: i64| names(&clock.alive(&view(s / 5 * 5, 1), "me", t0 + secs(s))).join(",");
+        assert_eq!(at(1), "me,b");
+        assert_eq!(at(15), "me,b");
+        assert_eq!(at(22), "me", "b last renewed at 1");
     }
 }
