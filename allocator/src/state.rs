@@ -246,6 +246,12 @@ impl GroupBook {
         }
     }
 
+    /// Whether [`Self::allocate`] would find a free address of `family` now.
+    pub fn has_free(&self, family: Family) -> bool {
+        let u = self.ipam.utilization(family);
+        u.allocated < u.capacity
+    }
+
     /// Allocated addresses of `family`, in the pool or not.
     pub fn allocated(&self, family: Family) -> u64 {
         self.owners

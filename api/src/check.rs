@@ -424,7 +424,7 @@ mod tests {
                 v4pools: v4,
                 v6pools: v6,
             }),
-            auto_assign: true,
+            auto_assign: Some(true),
             ..Default::default()
         }
     }

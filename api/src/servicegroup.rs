@@ -1,8 +1,12 @@
 //! The `ServiceGroup` custom resource: an address pool, local or virtual, and its status.
 
+pub mod selection;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
+
+use crate::contracts::DEFAULT_SERVICE_GROUP;
 
 /// Longest CIDR or range text: two full IPv6 addresses and a dash.
 const ADDR_TEXT_MAX: u32 = 96;
@@ -30,9 +34,17 @@ pub struct ServiceGroupSpec {
     /// Routed addresses: on kube-lb0 of every eligible node, exported by BIRD over BGP/OSPF.
     #[serde(default, rename = "virtual", skip_serializing_if = "Option::is_none")]
     pub virtual_: Option<VirtualSpec>,
-    /// false: only Services that name this group get addresses from it.
-    #[serde(default = "default_true")]
-    pub auto_assign: bool,
+    /// Whether Services that name no group may get addresses from this group. Unset: true for
+    /// the group named "default", false for any other. Among the groups that auto-assign and
+    /// admit a Service, the first in priority order with a free address of every family the
+    /// Service needs serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_assign: Option<bool>,
+    /// Order among the groups with autoAssign (as MetalLB's serviceAllocation.priority): lower
+    /// numbers are tried first, groups without one after all that have one, ties by name. Only
+    /// new allocations follow it: a Service keeps the group its addresses came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
     /// Only Services in these namespaces may use this group (empty: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 253)))]
@@ -41,10 +53,6 @@ pub struct ServiceGroupSpec {
     /// Skip IPv4 addresses ending in .0 and .255 (some clients treat them as broadcast).
     #[serde(default, rename = "avoidBuggyIPs")]
     pub avoid_buggy_ips: bool,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// Pools of a local group.
@@ -198,6 +206,12 @@ impl ServiceGroupSpec {
             (None, Some(_)) => Some(GroupType::Virtual),
             _ => None,
         }
+    }
+
+    /// Whether the group named `name` serves Services that name no group: `autoAssign`, which
+    /// when unset is true only for the group named "default".
+    pub fn auto_assigns(&self, name: &str) -> bool {
+        self.auto_assign.unwrap_or(name == DEFAULT_SERVICE_GROUP)
     }
 
     /// The IPv4 and IPv6 pools, whichever type the group is.

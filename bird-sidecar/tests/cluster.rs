@@ -38,7 +38,7 @@ fn group(name: &str, community: &str) -> ServiceGroup {
                     ..BgpAttributes::default()
                 }),
             }),
-            auto_assign: true,
+            auto_assign: Some(true),
             ..ServiceGroupSpec::default()
         },
     )

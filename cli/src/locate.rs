@@ -1,6 +1,9 @@
 //! `kubectl ferrolb where`: for each address of a Service, which node holds it (local) or which
 //! nodes carry it (virtual), and why every other node does not, by the same election the agents
-//! run, fed from the per-node Leases.
+//! run, fed from the per-node Leases; for a Service that names no group, which group serves it
+//! and why.
+
+mod group;
 
 use std::net::IpAddr;
 
@@ -13,6 +16,7 @@ use serde::Serialize;
 
 use crate::cluster::{Cluster, ServiceInfo, human};
 use crate::table;
+pub use group::GroupVerdict;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,6 +29,8 @@ pub struct WhereReport {
     pub addresses: Vec<AddressReport>,
     /// Things about the Service as a whole (no address yet, unknown group...).
     pub notes: Vec<String>,
+    /// It names no group and has no address: every group in the order tried, with its verdict.
+    pub selection: Vec<GroupVerdict>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -87,6 +93,12 @@ pub fn explain(cluster: &Cluster, svc: &ServiceInfo) -> WhereReport {
     if let (Some(g), None) = (&group_name, group) {
         notes.push(format!("ServiceGroup {g} does not exist"));
     }
+    let mut selection = Vec::new();
+    if svc.type_ == "LoadBalancer" && !group::names_group(svc) {
+        let (n, s) = group::explain(cluster, svc);
+        notes.extend(n);
+        selection = s;
+    }
     if svc.etp_local && svc.endpoint_nodes.is_empty() {
         notes.push(
             "externalTrafficPolicy: Local and no ready endpoint on any node: no node announces it"
@@ -113,6 +125,7 @@ pub fn explain(cluster: &Cluster, svc: &ServiceInfo) -> WhereReport {
         endpoint_nodes: svc.endpoint_nodes.iter().cloned().collect(),
         addresses,
         notes,
+        selection,
     }
 }
 
@@ -398,6 +411,20 @@ pub fn render(r: &WhereReport) -> String {
     out.push_str(&format!("  externalTrafficPolicy:  {etp}\n"));
     for n in &r.notes {
         out.push_str(&format!("  note: {n}\n"));
+    }
+    if !r.selection.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .selection
+            .iter()
+            .map(|v| vec![v.group.clone(), v.verdict.clone()])
+            .collect();
+        out.push_str(&table::indent(
+            &table::render(
+                &["SERVICEGROUP", "FOR THIS SERVICE (in the order tried)"],
+                &rows,
+            ),
+            2,
+        ));
     }
     for a in &r.addresses {
         out.push('\n');

@@ -1,6 +1,8 @@
 //! `kubectl ferrolb pools`: per ServiceGroup and family, the pools, how many addresses are
-//! allocated of how many, and the group's conditions, as the allocator reports them.
+//! allocated of how many, the group's conditions, as the allocator reports them, and the order in
+//! which groups with autoAssign are tried for a Service that names none (the allocator's rule).
 
+use ferrolb_api::servicegroup::selection::rank;
 use ferrolb_api::servicegroup::{Pool, condition};
 use serde::Serialize;
 
@@ -28,6 +30,11 @@ pub struct GroupConditions {
     pub conditions: Vec<String>,
     /// `Type: message` of each condition that needs attention.
     pub messages: Vec<String>,
+    /// Serves Services that name no group (`autoAssign`, on by default only for `default`).
+    pub auto_assign: bool,
+    pub priority: Option<i32>,
+    /// Its place (from 1) in the order groups with autoAssign are tried, when it has autoAssign.
+    pub order: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -94,6 +101,9 @@ fn conditions(g: &Group) -> GroupConditions {
         group: g.name.clone(),
         conditions: Vec::new(),
         messages: Vec::new(),
+        auto_assign: g.spec.auto_assigns(&g.name),
+        priority: g.spec.priority,
+        order: None,
     };
     let Some(status) = &g.status else {
         out.messages
@@ -120,9 +130,30 @@ fn conditions(g: &Group) -> GroupConditions {
 }
 
 pub fn report(cluster: &Cluster) -> PoolsReport {
+    let mut groups: Vec<GroupConditions> = cluster.groups.values().map(conditions).collect();
+    let mut auto: Vec<&Group> = cluster
+        .groups
+        .values()
+        .filter(|g| g.spec.auto_assigns(&g.name))
+        .collect();
+    auto.sort_by(|a, b| rank(&a.name, &a.spec).cmp(&rank(&b.name, &b.spec)));
+    for (i, a) in auto.iter().enumerate() {
+        if let Some(g) = groups.iter_mut().find(|g| g.group == a.name) {
+            g.order = Some(i + 1);
+        }
+    }
     PoolsReport {
         pools: cluster.groups.values().flat_map(rows).collect(),
-        groups: cluster.groups.values().map(conditions).collect(),
+        groups,
+    }
+}
+
+/// `1 (priority 10)`, `2`, or `off`: where a group stands for Services that name none.
+fn auto_text(g: &GroupConditions) -> String {
+    match (g.order, g.priority) {
+        (Some(o), Some(p)) => format!("{o} (priority {p})"),
+        (Some(o), None) => o.to_string(),
+        (None, _) => "off".into(),
     }
 }
 
@@ -134,12 +165,9 @@ pub fn render(r: &PoolsReport) -> String {
         .pools
         .iter()
         .map(|p| {
-            let conds = r
-                .groups
-                .iter()
-                .find(|g| g.group == p.group)
-                .map(|g| g.conditions.join(","))
-                .unwrap_or_default();
+            let g = r.groups.iter().find(|g| g.group == p.group);
+            let conds = g.map(|g| g.conditions.join(",")).unwrap_or_default();
+            let auto = g.map(auto_text).unwrap_or_default();
             vec![
                 p.group.clone(),
                 p.kind.clone(),
@@ -148,6 +176,7 @@ pub fn render(r: &PoolsReport) -> String {
                 p.capacity.clone().unwrap_or_else(|| "-".into()),
                 p.used_percent.map_or("-".into(), |u| format!("{u}%")),
                 p.pools.join(", "),
+                auto,
                 conds,
             ]
         })
@@ -161,6 +190,7 @@ pub fn render(r: &PoolsReport) -> String {
             "CAPACITY",
             "USED",
             "POOLS",
+            "AUTOASSIGN",
             "CONDITIONS",
         ],
         &rows,
@@ -170,6 +200,11 @@ pub fn render(r: &PoolsReport) -> String {
             out.push_str(&format!("{}: {m}\n", g.group));
         }
     }
+    out.push_str(if r.groups.iter().any(|g| g.order.is_some()) {
+        "AUTOASSIGN: the order groups are tried in for a Service that names none (priority, then name); the first with room serves it\n"
+    } else {
+        "no group has autoAssign: a Service that names no group gets no address\n"
+    });
     out
 }
 
@@ -227,5 +262,44 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Ready,Exhausted"), "{text}");
+        assert!(
+            text.contains("no group has autoAssign"),
+            "neither is named default nor sets autoAssign: {text}"
+        );
+    }
+
+    #[test]
+    fn groups_with_auto_assign_are_numbered_in_the_order_they_are_tried() {
+        let mut first = local_group("first-pool");
+        first.spec.auto_assign = Some(true);
+        let mut high = local_group("high");
+        high.spec.auto_assign = Some(true);
+        high.spec.priority = Some(5);
+        let mut manual = local_group("manual");
+        manual.spec.priority = Some(1);
+        let c = cluster(vec![first, high, manual, virtual_group("default")], vec![]);
+        let r = report(&c);
+        let order: Vec<(&str, Option<usize>)> = r
+            .groups
+            .iter()
+            .map(|g| (g.group.as_str(), g.order))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("default", Some(2)),
+                ("first-pool", Some(3)),
+                ("high", Some(1)),
+                ("manual", None),
+            ]
+        );
+        let text = render(&r);
+        assert!(text.contains("1 (priority 5)"), "{text}");
+        assert!(
+            text.lines()
+                .filter(|l| l.starts_with("manual "))
+                .all(|l| l.trim_end().ends_with("off")),
+            "{text}"
+        );
     }
 }

@@ -325,6 +325,65 @@ async fn pools_shows_usage_per_family_and_conditions() {
         text.contains(&format!("{group}: Ready: overlaps with another group")),
         "{text}"
     );
+    // The AUTOASSIGN column: autoAssign is off, so it is never tried for a Service naming none.
+    assert_eq!(rows[0][9], "off", "{text}");
+}
+
+#[tokio::test]
+async fn where_says_which_group_serves_a_service_that_names_none_and_why() {
+    let Some(cp) = ControlPlane::shared().await else {
+        return;
+    };
+    let client = cp.client().await.expect("client");
+    let ns = cp.namespace("where-auto").await.expect("namespace");
+    let full = unique_name("full");
+    let roomy = unique_name("roomy");
+    let _cleanup = Cleanup {
+        kubeconfig: cp.kubeconfig().to_path_buf(),
+        nodes: vec![],
+        groups: vec![full.clone(), roomy.clone()],
+    };
+    // Admitting only this test's namespace, with priorities no other test's groups use.
+    for (name, priority, allocated) in [(&full, -1_000_000, 1), (&roomy, -999_999, 0)] {
+        service_group(
+            &client,
+            name,
+            json!({ "autoAssign": true, "priority": priority, "namespaces": [ns.name()],
+                    "local": { "v4pools": [ { "subnet": "192.0.2.0/24", "pool": "192.0.2.200/32" } ] } }),
+            json!({ "capacity": { "ipv4": "1", "ipv6": "0" }, "allocated": { "ipv4": allocated, "ipv6": 0 } }),
+        )
+        .await;
+    }
+    let svcs: Api<Service> = Api::namespaced(client.clone(), ns.name());
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": { "name": "plain" },
+        "spec": { "type": "LoadBalancer", "ports": [ { "port": 80 } ] },
+    }))
+    .expect("a Service");
+    svcs.create(&PostParams::default(), &svc)
+        .await
+        .expect("Service");
+    let text = run(cp, &["where", "plain", "-n", ns.name()]);
+    assert!(
+        text.contains(&format!("{roomy} would serve it"))
+            && text.contains(&format!("passed over: {full} (no free IPv4 address)")),
+        "{text}"
+    );
+    let row = |g: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(g))
+            .unwrap_or_else(|| panic!("no row for {g}:\n{text}"))
+            .to_string()
+    };
+    assert!(row(&roomy).contains("serves it (IPv4)"), "{text}");
+    assert!(
+        row(&full).contains("passed over: no free IPv4 address"),
+        "{text}"
+    );
+    let json: Value =
+        serde_json::from_str(&run(cp, &["where", "plain", "-n", ns.name(), "-o", "json"]))
+            .expect("JSON output");
+    assert_eq!(json["selection"][0]["group"], full.as_str(), "{json}");
 }
 
 #[tokio::test]

@@ -17,10 +17,11 @@ use ferrolb_api::ServiceGroupStatus;
 use ferrolb_api::pool::Family;
 
 pub use diff::{Change, diff};
+pub use ferrolb_api::servicegroup::selection::{self, Selection};
 pub use group_status::{GroupChecks, news as group_news};
 pub use order::{Rounds, rounds};
 pub use plan::plan;
-pub use select::{Settings, choose_group, families, is_ours};
+pub use select::{Settings, auto_select, families, is_ours, named_group};
 
 use crate::observe::ObjKey;
 

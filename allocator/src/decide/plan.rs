@@ -9,16 +9,18 @@ use ferrolb_api::annotations as ann;
 use ferrolb_api::contracts::reason;
 use ferrolb_api::pool::Family;
 
-use super::select::{Settings, choose_group, families, is_ours};
+use super::select::{Settings, auto_select, families, is_ours, named_group};
 use super::{GroupChecks, Note, Plan, SvcPlan, announce, group_status};
-use crate::observe::{Snapshot, SvcView};
+use crate::observe::{GroupView, Snapshot, SvcView};
 use crate::state::{Book, Owner};
 
 /// One of our Services during the pass.
 struct Work<'a> {
     svc: &'a Arc<SvcView>,
     owner: Owner,
-    group: Result<String, String>,
+    /// The group it names or holds addresses of, or why it cannot use the one it names;
+    /// `None` for a Service that names none and holds nothing: [`allocate`] picks one.
+    group: Option<Result<String, String>>,
     families: Result<Vec<Family>, String>,
     /// Addresses it keeps or gets, and the group they come from.
     held: BTreeMap<Family, IpAddr>,
@@ -45,9 +47,19 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
     let mut work: Vec<Work<'_>> = ours
         .into_iter()
         .map(|svc| {
-            let group = choose_group(svc, &snap.groups).map(|g| g.name.clone());
+            // A named group is the only one a Service uses; one that names none stays in the
+            // group its addresses came from (never moved, never renumbered).
+            let group = match svc.group.as_deref() {
+                Some(n) => Some(named_group(svc, n, &snap.groups).map(|g| g.name.clone())),
+                None => svc
+                    .ingress
+                    .iter()
+                    .find_map(|a| origin(svc, *a, &book))
+                    .map(|g| Ok(g.to_string())),
+            };
             let families = match &group {
-                Ok(g) => {
+                None => Ok(Vec::new()),
+                Some(Ok(g)) => {
                     // A family the Service holds from its group stays offered while the
                     // group's pools of that family are gone or do not parse: a pool edit never
                     // takes an address away.
@@ -60,7 +72,7 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
                     );
                     families(svc, &offered, g)
                 }
-                Err(e) => Err(e.clone()),
+                Some(Err(e)) => Err(e.clone()),
             };
             Work {
                 svc,
@@ -84,7 +96,7 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
     book.seal();
     let mut exhausted: BTreeSet<(String, Family)> = BTreeSet::new();
     for w in &mut work {
-        allocate(w, &mut book, &mut exhausted);
+        allocate(w, &snap.groups, &mut book, &mut exhausted);
     }
     let mut services: Vec<SvcPlan> = work.into_iter().map(|w| finish(w, snap, &book)).collect();
     // Services we no longer serve but once did: take back what we wrote.
@@ -149,6 +161,10 @@ fn dropped_keys(work: &[Work<'_>]) -> BTreeMap<(String, IpAddr), Vec<String>> {
 
 /// Keeps the addresses a Service already shows, where they still belong to it.
 fn adopt(w: &mut Work<'_>, book: &mut Book, yielding: &BTreeMap<(String, IpAddr), Vec<String>>) {
+    // It names no group and no address it shows came from one: nothing to keep.
+    let Some(group) = &w.group else {
+        return;
+    };
     let keep: BTreeSet<Family> = match &w.families {
         Ok(f) => f.iter().copied().collect(),
         // Nothing new is possible, but nothing it has is taken away either.
@@ -170,7 +186,7 @@ fn adopt(w: &mut Work<'_>, book: &mut Book, yielding: &BTreeMap<(String, IpAddr)
             continue;
         }
         let origin = origin(w.svc, addr, book);
-        let target = match (&w.group, origin) {
+        let target = match (group, origin) {
             // The group changed: release here, allocate from the new one.
             (Ok(chosen), Some(o)) if o != chosen => continue,
             (Ok(chosen), _) => chosen.clone(),
@@ -222,10 +238,45 @@ fn adopt(w: &mut Work<'_>, book: &mut Book, yielding: &BTreeMap<(String, IpAddr)
     }
 }
 
-/// Allocates the families a Service lacks and honours changed requests, all or nothing.
-fn allocate(w: &mut Work<'_>, book: &mut Book, exhausted: &mut BTreeSet<(String, Family)>) {
+/// Allocates the families a Service lacks and honours changed requests, all or nothing. A
+/// Service that names no group and holds nothing gets the first candidate with room.
+fn allocate(
+    w: &mut Work<'_>,
+    groups: &[GroupView],
+    book: &mut Book,
+    exhausted: &mut BTreeSet<(String, Family)>,
+) {
     let svc = w.svc;
-    let (gname, fams) = match (&w.group, &w.families) {
+    let req = &svc.requested;
+    if !req.errors.is_empty() {
+        let msg = format!("ferrolb.io/addresses: {}", req.errors.join("; "));
+        fail(w, reason::REQUESTED_ADDRESS_UNAVAILABLE, msg);
+        return;
+    }
+    // Why the group was picked, told with each new address.
+    let mut why_chosen: Option<String> = None;
+    let group = match &w.group {
+        Some(g) => g.clone(),
+        None => {
+            let selection = auto_select(svc, &w.owner, groups, book);
+            match selection.chosen() {
+                Some((g, _)) => {
+                    why_chosen = Some(selection.why_chosen());
+                    Ok(g.to_string())
+                }
+                None if !req.addrs.is_empty() => {
+                    fail(
+                        w,
+                        reason::REQUESTED_ADDRESS_UNAVAILABLE,
+                        selection.why_none(),
+                    );
+                    return;
+                }
+                None => Err(selection.why_none()),
+            }
+        }
+    };
+    let (gname, fams) = match (&group, &w.families) {
         (Ok(g), Ok(_)) => {
             // Families again, from what the Service kept: one its group has no pool for is
             // offered only while the Service still holds it (it may have given it up above).
@@ -249,12 +300,6 @@ fn allocate(w: &mut Work<'_>, book: &mut Book, exhausted: &mut BTreeSet<(String,
             return;
         }
     };
-    let req = &svc.requested;
-    if !req.errors.is_empty() {
-        let msg = format!("ferrolb.io/addresses: {}", req.errors.join("; "));
-        fail(w, reason::REQUESTED_ADDRESS_UNAVAILABLE, msg);
-        return;
-    }
     if let Some((f, r)) = req.addrs.iter().find(|(f, _)| !fams.contains(f)) {
         let msg = format!(
             "requested address {r} is {f} but the Service gets only {fams:?} from its ipFamilies/ipFamilyPolicy and group {gname:?}; request an address of those families"
@@ -343,7 +388,11 @@ fn allocate(w: &mut Work<'_>, book: &mut Book, exhausted: &mut BTreeSet<(String,
             book.drop_owner(&gname, old, &w.owner.uid);
         }
         w.plan.allocated.push(a);
-        w.plan.news.push(allocated_note(a, &gname));
+        let mut note = allocated_note(a, &gname);
+        if let Some(why) = &why_chosen {
+            note.message = format!("{}: {why}", note.message);
+        }
+        w.plan.news.push(note);
     }
     w.held_group = Some(gname);
 }

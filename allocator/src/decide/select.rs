@@ -1,11 +1,14 @@
-//! Which Services are ours, which ServiceGroup serves each, and which families it gets.
+//! Which Services are ours, which ServiceGroup serves each (the one named, else the first
+//! candidate of [`selection::select`] with room on the pass's book), and which families it gets.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use ferrolb_api::contracts::{DEFAULT_SERVICE_GROUP, LOAD_BALANCER_CLASS};
+use ferrolb_api::contracts::LOAD_BALANCER_CLASS;
 use ferrolb_api::pool::Family;
+use ferrolb_api::servicegroup::selection::{self, Ask, GroupFacts, Selection};
 
 use crate::observe::{GroupView, Policy, SvcView};
+use crate::state::{Book, GroupBook, Owner};
 
 /// How the allocator was started.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,26 +34,18 @@ pub fn is_ours(s: &SvcView, settings: &Settings) -> bool {
         }
 }
 
-/// The group a Service should use, or why it has none (a message that says what to do).
-pub fn choose_group<'a>(s: &SvcView, groups: &'a [GroupView]) -> Result<&'a GroupView, String> {
-    let named = s.group.as_deref();
-    let name = named.unwrap_or(DEFAULT_SERVICE_GROUP);
+/// The group a Service names, or why it cannot use it (a message that says what to do).
+pub fn named_group<'a>(
+    s: &SvcView,
+    name: &str,
+    groups: &'a [GroupView],
+) -> Result<&'a GroupView, String> {
     let Some(g) = groups.iter().find(|g| g.name == name) else {
-        return Err(match named {
-            Some(n) => format!(
-                "ServiceGroup {n:?} (named by the Service's annotation) does not exist; create it or name another group"
-            ),
-            None => format!(
-                "the Service names no ServiceGroup and there is no {DEFAULT_SERVICE_GROUP:?} group; create one or set ferrolb.io/service-group"
-            ),
-        });
-    };
-    if named.is_none() && !g.spec.auto_assign {
         return Err(format!(
-            "ServiceGroup {name:?} has autoAssign: false; name it with ferrolb.io/service-group to use it"
+            "ServiceGroup {name:?} (named by the Service's annotation) does not exist; create it or name another group"
         ));
-    }
-    if !g.spec.namespaces.is_empty() && !g.spec.namespaces.contains(&s.key.namespace) {
+    };
+    if !selection::admits(&g.spec, &s.key.namespace) {
         return Err(format!(
             "ServiceGroup {name:?} serves only namespaces {:?}; add {:?} to its spec.namespaces or name another group",
             g.spec.namespaces, s.key.namespace
@@ -59,59 +54,90 @@ pub fn choose_group<'a>(s: &SvcView, groups: &'a [GroupView]) -> Result<&'a Grou
     Ok(g)
 }
 
-/// The families a Service gets from a group that offers `offered`: SingleStack the first family,
-/// PreferDualStack those of its families the group has, RequireDualStack both or an error.
+/// What the selection rule needs to know about a Service.
+pub fn ask(s: &SvcView) -> Ask<'_> {
+    Ask {
+        namespace: &s.key.namespace,
+        families: &s.families,
+        policy: match s.policy {
+            Policy::SingleStack => selection::Policy::SingleStack,
+            Policy::PreferDualStack => selection::Policy::PreferDualStack,
+            Policy::RequireDualStack => selection::Policy::RequireDualStack,
+        },
+    }
+}
+
+/// The families a Service gets from a group that offers `offered` (see [`selection::families`]).
 pub fn families(
     s: &SvcView,
     offered: &BTreeSet<Family>,
     group: &str,
 ) -> Result<Vec<Family>, String> {
-    let asked: Vec<Family> = if s.families.is_empty() {
-        vec![Family::V4]
-    } else {
-        s.families.clone()
-    };
-    let missing = |f: Family| {
-        format!(
-            "ServiceGroup {group:?} has no {f} pool; add one to it or pick a group that has {f} addresses"
-        )
-    };
-    match s.policy {
-        Policy::SingleStack => {
-            let f = asked[0];
-            if offered.contains(&f) {
-                Ok(vec![f])
-            } else {
-                Err(missing(f))
+    selection::families(&ask(s), offered, group)
+}
+
+/// Every group's verdict for a Service that names none and holds nothing, judged on the pass's
+/// book as it stands: a group's last free address taken by an earlier Service of this pass is
+/// not counted twice.
+pub fn auto_select<'a>(
+    s: &SvcView,
+    owner: &Owner,
+    groups: &'a [GroupView],
+    book: &Book,
+) -> Selection<'a> {
+    let facts: Vec<GroupFacts<'a>> = groups
+        .iter()
+        .map(|g| {
+            let gb = book.groups.get(&g.name);
+            GroupFacts {
+                name: &g.name,
+                spec: &g.spec,
+                offered: gb.map(|b| b.families.clone()).unwrap_or_default(),
+                unusable: match gb {
+                    Some(b) if b.usable => None,
+                    _ if g.deleting => Some("being deleted".into()),
+                    _ => Some("see its conditions: overlapping or invalid range".into()),
+                },
+                no_room: gb.map(|b| no_room(b, s, owner)).unwrap_or_default(),
             }
-        }
-        Policy::PreferDualStack => {
-            let got: Vec<Family> = asked
-                .iter()
-                .copied()
-                .filter(|f| offered.contains(f))
-                .collect();
-            if got.is_empty() {
-                Err(missing(asked[0]))
+        })
+        .collect();
+    selection::select(&ask(s), &facts)
+}
+
+/// The families in which `g` has no room for the Service, each with why: no free address (an
+/// address its sharing key is bound to and it may join counts as room), or, for a requested
+/// address, that the group cannot give that one.
+fn no_room(g: &GroupBook, s: &SvcView, owner: &Owner) -> BTreeMap<Family, String> {
+    let mut out = BTreeMap::new();
+    for &f in &g.families {
+        let why = if let Some(&r) = s.requested.addrs.get(&f) {
+            if g.owners.contains_key(&r) {
+                g.join_check(r, owner)
+                    .err()
+                    .map(|_| format!("the requested {r} is in use"))
+            } else if g.foreign.contains_key(&r) {
+                Some(format!("the requested {r} is held by another group"))
+            } else if !g.ipam.contains(r) {
+                Some(format!("its pools do not contain the requested {r}"))
             } else {
-                Ok(got)
+                g.ipam
+                    .is_allocated(r)
+                    .then(|| format!("the requested {r} is in use"))
             }
-        }
-        Policy::RequireDualStack => {
-            let both = if asked.len() == 2 {
-                asked
-            } else {
-                vec![Family::V4, Family::V6]
-            };
-            match both.iter().find(|f| !offered.contains(f)) {
-                Some(f) => Err(format!(
-                    "ipFamilyPolicy RequireDualStack needs IPv4 and IPv6 but {}",
-                    missing(*f)
-                )),
-                None => Ok(both),
-            }
+        } else {
+            let shareable = s.sharing_key.as_ref().is_some_and(|k| {
+                g.keys
+                    .get(&(k.clone(), f))
+                    .is_some_and(|a| g.join_check(*a, owner).is_ok())
+            });
+            (!shareable && !g.has_free(f)).then(|| format!("no free {f} address"))
+        };
+        if let Some(why) = why {
+            out.insert(f, why);
         }
     }
+    out
 }
 
 #[cfg(test)]
@@ -150,11 +176,10 @@ mod tests {
         }
     }
 
-    fn group(name: &str, auto: bool, namespaces: &[&str]) -> GroupView {
+    fn group(name: &str, namespaces: &[&str]) -> GroupView {
         GroupView {
             name: name.into(),
             spec: ServiceGroupSpec {
-                auto_assign: auto,
                 namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
                 ..Default::default()
             },
@@ -163,102 +188,25 @@ mod tests {
     }
 
     #[test]
-    fn chooses_the_group() {
-        let groups = vec![
-            group("default", true, &[]),
-            group("manual", false, &[]),
-            group("team", true, &["a"]),
-        ];
-        let named = |g: Option<&str>, ns: &str| SvcView {
-            group: g.map(str::to_string),
+    fn a_named_group_must_exist_and_admit_the_namespace() {
+        let groups = vec![group("manual", &[]), group("team", &["a"])];
+        let s = |ns: &str| SvcView {
             key: crate::observe::ObjKey::new(ns, "s"),
             ..Default::default()
         };
         let cases = [
-            ("default", named(None, "x"), Ok("default")),
-            ("named", named(Some("manual"), "x"), Ok("manual")),
-            ("missing", named(Some("nope"), "x"), Err("does not exist")),
-            ("namespace allowed", named(Some("team"), "a"), Ok("team")),
-            (
-                "namespace refused",
-                named(Some("team"), "b"),
-                Err("serves only"),
-            ),
+            ("named", "manual", "x", Ok("manual")),
+            ("missing", "nope", "x", Err("does not exist")),
+            ("namespace allowed", "team", "a", Ok("team")),
+            ("namespace refused", "team", "b", Err("serves only")),
         ];
-        for (name, s, want) in cases {
-            let got = choose_group(&s, &groups).map(|g| g.name.as_str());
+        for (name, g, ns, want) in cases {
+            let got = named_group(&s(ns), g, &groups).map(|g| g.name.as_str());
             match (got, want) {
                 (Ok(g), Ok(w)) => assert_eq!(g, w, "{name}"),
                 (Err(e), Err(w)) => assert!(e.contains(w), "{name}: {e}"),
                 (g, w) => panic!("{name}: got {g:?}, want {w:?}"),
             }
-        }
-        let manual_default = vec![group("default", false, &[])];
-        assert!(choose_group(&named(None, "x"), &manual_default).is_err());
-    }
-
-    #[test]
-    fn picks_families_by_policy() {
-        use Family::{V4, V6};
-        let both: BTreeSet<Family> = [V4, V6].into();
-        let v4: BTreeSet<Family> = [V4].into();
-        let s = |policy, fams: &[Family]| SvcView {
-            policy,
-            families: fams.to_vec(),
-            ..Default::default()
-        };
-        let cases: Vec<(&str, SvcView, &BTreeSet<Family>, Option<Vec<Family>>)> = vec![
-            (
-                "single v4",
-                s(Policy::SingleStack, &[V4]),
-                &both,
-                Some(vec![V4]),
-            ),
-            (
-                "single v6",
-                s(Policy::SingleStack, &[V6]),
-                &both,
-                Some(vec![V6]),
-            ),
-            (
-                "single v6 from v4 group",
-                s(Policy::SingleStack, &[V6]),
-                &v4,
-                None,
-            ),
-            (
-                "prefer dual on dual",
-                s(Policy::PreferDualStack, &[V6, V4]),
-                &both,
-                Some(vec![V6, V4]),
-            ),
-            (
-                "prefer dual on v4",
-                s(Policy::PreferDualStack, &[V4, V6]),
-                &v4,
-                Some(vec![V4]),
-            ),
-            (
-                "require dual on dual",
-                s(Policy::RequireDualStack, &[V4, V6]),
-                &both,
-                Some(vec![V4, V6]),
-            ),
-            (
-                "require dual on v4",
-                s(Policy::RequireDualStack, &[V4, V6]),
-                &v4,
-                None,
-            ),
-            (
-                "no families given",
-                s(Policy::SingleStack, &[]),
-                &both,
-                Some(vec![V4]),
-            ),
-        ];
-        for (name, svc, offered, want) in cases {
-            assert_eq!(families(&svc, offered, "g").ok(), want, "{name}");
         }
     }
 }

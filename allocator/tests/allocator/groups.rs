@@ -1,5 +1,7 @@
-//! ServiceGroup status, conditions, the in-use finalizer, overlaps and the default group.
+//! ServiceGroup status, conditions, the in-use finalizer, overlaps, the default group and the
+//! choice among autoAssign groups.
 
+use ferrolb_api::annotations::ALLOCATED_FROM;
 use ferrolb_api::contracts::{CLUSTER_EVENTS_NAMESPACE, FINALIZER_IN_USE, reason};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -193,6 +195,63 @@ async fn serves_the_default_group_to_services_that_name_none() {
         .delete("default", &DeleteParams::default())
         .await;
     let _ = ns;
+}
+
+#[tokio::test]
+async fn services_that_name_no_group_take_the_first_auto_assign_group_with_room() {
+    let Some(env) = env("groups-auto").await else {
+        return;
+    };
+    let auto = |pool: &str, priority: i32| {
+        let mut spec = local(&[("198.51.100.0/24", pool)], &[]);
+        spec["autoAssign"] = true.into();
+        spec["priority"] = priority.into();
+        spec
+    };
+    let tiny = env.group_name("tiny");
+    let big = env.group_name("big");
+    env.apply_group(&tiny, auto("198.51.100.200/32", 10)).await;
+    env.apply_group(&big, auto("198.51.100.210-198.51.100.211", 20))
+        .await;
+    let _a = env.allocator("a", false);
+    env.apply_svc(&svc("first")).await;
+    env.wait_ips("first", &["198.51.100.200"]).await;
+    env.apply_svc(&svc("second")).await;
+    env.wait_ips("second", &["198.51.100.210"]).await;
+    env.wait_event_with(
+        "first",
+        reason::ADDRESS_ALLOCATED,
+        &format!("198.51.100.200 allocated from ServiceGroup {tiny}"),
+    )
+    .await;
+    let told = env
+        .wait_event_with(
+            "second",
+            reason::ADDRESS_ALLOCATED,
+            &format!("198.51.100.210 allocated from ServiceGroup {big}"),
+        )
+        .await;
+    assert!(
+        told.contains(&format!("passed over: {tiny} (no free IPv4 address)")),
+        "{told}"
+    );
+    // A group tried before both appears: new Services take it, nothing held moves.
+    let top = env.group_name("top");
+    env.apply_group(&top, auto("198.51.100.220/32", 1)).await;
+    env.apply_svc(&svc("third")).await;
+    env.wait_ips("third", &["198.51.100.220"]).await;
+    assert_eq!(env.ips("first").await, ["198.51.100.200"]);
+    assert_eq!(env.ips("second").await, ["198.51.100.210"]);
+    for (name, group) in [("first", &tiny), ("second", &big)] {
+        let written = env.annotations(name).await;
+        assert_eq!(written.get(ALLOCATED_FROM), Some(group), "{name}");
+    }
+    for name in ["first", "second", "third"] {
+        env.delete_svc(name).await;
+    }
+    for g in [&tiny, &big, &top] {
+        let _ = env.groups().delete(g, &DeleteParams::default()).await;
+    }
 }
 
 /// The notes of the Events with `reason` about ServiceGroup `group` (namespace `default`).

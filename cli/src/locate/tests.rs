@@ -161,3 +161,57 @@ fn a_service_without_address_or_group_says_so() {
     );
     assert!(r.notes.iter().any(|n| n.contains("gone does not exist")));
 }
+
+#[test]
+fn a_service_that_names_no_group_is_told_which_group_would_serve_it_and_why() {
+    use ferrolb_api::ServiceGroupStatus;
+    use ferrolb_api::servicegroup::{FamilyCounts, FamilyStrings};
+    let mut full = local_group("a-full");
+    full.spec.auto_assign = Some(true);
+    full.spec.priority = Some(1);
+    full.status = Some(ServiceGroupStatus {
+        capacity: Some(FamilyStrings {
+            ipv4: "1".into(),
+            ipv6: "0".into(),
+        }),
+        allocated: Some(FamilyCounts { ipv4: 1, ipv6: 0 }),
+        ..Default::default()
+    });
+    let mut next = virtual_group("b-next");
+    next.spec.auto_assign = Some(true);
+    next.spec.priority = Some(2);
+    let manual = local_group("c-manual");
+    let c = cluster(vec![manual, next, full], vec![]);
+    let mut s = service("-", "local", &[]);
+    s.annotations.clear();
+    let r = explain(&c, &s);
+    assert!(
+        r.notes.iter().any(|n| n.contains("b-next would serve it")
+            && n.contains("passed over: a-full (no free IPv4 address)")),
+        "{:?}",
+        r.notes
+    );
+    let rows: Vec<(&str, &str)> = r
+        .selection
+        .iter()
+        .map(|v| (v.group.as_str(), v.verdict.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("a-full", "passed over: no free IPv4 address"),
+            ("b-next", "serves it (IPv4)"),
+            ("c-manual", "passed over: autoAssign is off"),
+        ]
+    );
+    let text = render(&r);
+    assert!(text.contains("FOR THIS SERVICE"), "{text}");
+    // With an address, it keeps the group it came from.
+    let held = explain(&c, &service("c-manual", "local", &[ADDR]));
+    assert!(held.selection.is_empty());
+    assert!(
+        held.notes.iter().any(|n| n.contains("keeps c-manual")),
+        "{:?}",
+        held.notes
+    );
+}

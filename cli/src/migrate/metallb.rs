@@ -183,8 +183,15 @@ fn convert_pool(p: &Value, announced: Option<&Announced<'_>>, m: &mut Migration)
         }
     }
     let mut extra = json!({});
-    if let Some(auto) = p.pointer("/spec/autoAssign").and_then(Value::as_bool) {
-        extra["autoAssign"] = auto.into();
+    // MetalLB auto-assigns unless told not to; a ferrolb group only when told to (or named
+    // "default"), so the value is always written.
+    let auto = p.pointer("/spec/autoAssign").and_then(Value::as_bool);
+    extra["autoAssign"] = auto.unwrap_or(true).into();
+    if let Some(priority) = p
+        .pointer("/spec/serviceAllocation/priority")
+        .and_then(Value::as_i64)
+    {
+        extra["priority"] = priority.into();
     }
     if let Some(avoid) = p.pointer("/spec/avoidBuggyIPs").and_then(Value::as_bool) {
         extra["avoidBuggyIPs"] = avoid.into();
@@ -192,7 +199,7 @@ fn convert_pool(p: &Value, announced: Option<&Announced<'_>>, m: &mut Migration)
     if let Some(ns) = p.pointer("/spec/serviceAllocation/namespaces") {
         extra["namespaces"] = ns.clone();
     }
-    for key in ["priority", "namespaceSelectors", "serviceSelectors"] {
+    for key in ["namespaceSelectors", "serviceSelectors"] {
         if p.pointer(&format!("/spec/serviceAllocation/{key}"))
             .is_some()
         {

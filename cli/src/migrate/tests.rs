@@ -46,9 +46,14 @@ fn metallb_pools_become_local_or_virtual_groups() {
         "2001:db8:1::/120"
     );
     assert_eq!(lan["spec"]["autoAssign"], false);
+    assert_eq!(lan["spec"]["priority"], 10);
     assert_eq!(lan["spec"]["avoidBuggyIPs"], true);
     assert_eq!(lan["spec"]["namespaces"][0], "team-a");
     let routed = &m.objects[1];
+    assert_eq!(
+        routed["spec"]["autoAssign"], true,
+        "MetalLB auto-assigns a pool unless told not to"
+    );
     assert_eq!(
         routed["spec"]["virtual"]["v4pools"][0]["aggregation"],
         "/28"
@@ -69,13 +74,13 @@ fn metallb_pools_become_local_or_virtual_groups() {
     let notes = m.notes.join("\n");
     for want in [
         "BGPPeer/tor: peers are configured in the BIRD template",
-        "IPAddressPool/lan: serviceAllocation.priority has no equivalent",
         "IPAddressPool/lan: subnet 192.0.2.0/24 is the smallest CIDR around 192.0.2.100-192.0.2.150",
         "IPAddressPool/lan: L2Advertisement nodeSelectors/interfaces are per node",
         "IPAddressPool/routed: communities given by Community alias",
     ] {
         assert!(notes.contains(want), "missing {want:?} in\n{notes}");
     }
+    assert!(!notes.contains("priority"), "priority is carried: {notes}");
 }
 
 #[test]

@@ -140,7 +140,7 @@ impl World {
                 v4pools: vec![pool("192.0.2.0/24", v4)],
                 v6pools: vec![pool("2001:db8:1::/64", v6)],
             }),
-            auto_assign: false,
+            auto_assign: Some(false),
             ..Default::default()
         };
         let name = self.soak_group();
@@ -164,7 +164,7 @@ impl World {
                     None,
                 )],
             }),
-            auto_assign: true,
+            auto_assign: Some(true),
             ..Default::default()
         };
         let virtual_ = ServiceGroupSpec {
@@ -173,7 +173,7 @@ impl World {
                 v6pools: vec![pool("2001:db8:ff::/48", "2001:db8:ff::/120", Some("/64"))],
                 bgp: None,
             }),
-            auto_assign: true,
+            auto_assign: Some(true),
             ..Default::default()
         };
         for (name, spec) in [

@@ -3,6 +3,7 @@
 
 mod allocation;
 mod announcing;
+mod auto_assign;
 mod cross_group;
 mod groups;
 mod model;
@@ -105,7 +106,7 @@ pub struct G(Value);
 pub fn group(name: &str) -> G {
     G(json!({
         "metadata": { "name": name, "creationTimestamp": stamp(0), "generation": 1 },
-        "spec": { "local": { "v4pools": [], "v6pools": [] }, "autoAssign": true }
+        "spec": { "local": { "v4pools": [], "v6pools": [] } }
     }))
 }
 
