@@ -1,7 +1,9 @@
 //! Packaging, proven on the real API server: the chart lints, its schema refuses bad values,
-//! every object it renders is accepted, the plain manifest is fresh, each ServiceAccount gets
-//! exactly its rights (the agent only its own node's Lease), and install, upgrade and uninstall
-//! with the allocator and an agent running lose no address, CRD or default ServiceGroup.
+//! every knob reaches the objects it should (and values of an older release render today's
+//! objects), every object it renders is accepted, the plain manifest is fresh, each
+//! ServiceAccount gets exactly its rights (the agent only its own node's Lease), and install,
+//! upgrade and uninstall with the allocator and an agent running lose no address, CRD or default
+//! ServiceGroup.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -78,17 +80,76 @@ fn helm_ready() -> bool {
 
 /// `helm template` of the chart in ferrolb-system with `sets`.
 fn template(sets: &[&str]) -> (bool, String) {
+    template_of(&chart(), None, sets)
+}
+
+/// `helm template` of the chart at `dir` in ferrolb-system, with a values file (written as JSON,
+/// which is YAML) and `sets`.
+fn template_of(dir: &Path, values: Option<&Value>, sets: &[&str]) -> (bool, String) {
     let mut cmd = helm(None);
-    cmd.args(["template", RELEASE]).arg(chart()).args([
+    cmd.args(["template", RELEASE]).arg(dir).args([
         "--namespace",
         INSTALL_NAMESPACE,
         "--kube-version",
         &kube_version(),
     ]);
+    if let Some(values) = values {
+        cmd.arg("-f").arg(values_file(values));
+    }
     for s in sets {
         cmd.args(["--set", s]);
     }
     output(&mut cmd)
+}
+
+/// A file holding `values`, unique to this call.
+fn values_file(values: &Value) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("ferrolb-values-{}-{n}.json", std::process::id()));
+    std::fs::write(&path, values.to_string()).expect("write a values file");
+    path
+}
+
+/// The objects of a rendered stream, as JSON values.
+fn objects(rendered: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(rendered)
+        .unwrap_or_else(|e| panic!("helm rendered YAML that does not parse: {e}\n{rendered}"))
+        .into_iter()
+        .filter(|o| !o.is_null())
+        .collect()
+}
+
+/// `kind/name` of every object, for messages.
+fn names(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]).replace('"', ""))
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind}/{name} rendered, only {:?}", names(objects)))
+}
+
+/// A container of a workload's pod template.
+fn container<'a>(workload: &'a Value, name: &str) -> &'a Value {
+    workload["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no container {name} in {workload}"))
+}
+
+/// The value of the environment variable `name` of a container.
+fn env_of<'a>(container: &'a Value, name: &str) -> &'a Value {
+    container["env"]
+        .as_array()
+        .and_then(|env| env.iter().find(|e| e["name"] == name))
+        .map(|e| &e["value"])
+        .unwrap_or_else(|| panic!("no {name} in the env of {container}"))
 }
 
 /// Values that turn every optional part on (the ServiceMonitor needs the Prometheus Operator's
@@ -206,6 +267,25 @@ fn chart_lints_and_its_schema_refuses_bad_values() {
         ("default group without a pool", &["defaultServiceGroup.create=true"], "defaultServiceGroup"),
         ("BGP password in a ConfigMap", &["birdSidecar.values.peers[0].address=192.0.2.1", "birdSidecar.values.peers[0].asn=64500", "birdSidecar.values.peers[0].password=secret",], "password"),
         ("bad duration", &["agent.gossipMaxInterval=2h"], "gossipMaxInterval"),
+        ("bad priority class", &["agent.priorityClassName=Node_Critical"], "priorityClassName"),
+        ("pod annotations not a map", &["allocator.podAnnotations=x"], "podAnnotations"),
+        ("pod label not a string", &["agent.podLabels.rack=7"], "podLabels"),
+        ("unknown securityContext field", &["allocator.securityContext.runAsUsr=1"], "runAsUsr"),
+        ("securityContext field of a bad type", &["agent.securityContext.readOnlyRootFilesystem=yes"], "readOnlyRootFilesystem"),
+        ("pod securityContext of a bad type", &["allocator.podSecurityContext.runAsUser=-1"], "runAsUser"),
+        ("sidecar capabilities not a list", &["birdSidecar.securityContext.capabilities.add=NET_ADMIN"], "capabilities"),
+        ("a Deployment's strategy on the DaemonSet", &["agent.updateStrategy.type=Recreate"], "updateStrategy"),
+        ("a DaemonSet's strategy on the Deployment", &["allocator.strategy.type=OnDelete"], "strategy"),
+        ("bad rolling update", &["allocator.strategy.rollingUpdate.maxSurge=half"], "maxSurge"),
+        ("bad log level", &["logLevel=verbose"], "logLevel"),
+        ("log level not a string", &["logLevel=3"], "logLevel"),
+        ("bad fullnameOverride", &["fullnameOverride=Ferro_LB"], "fullnameOverride"),
+        ("bad nameOverride", &["nameOverride=ferro.lb"], "nameOverride"),
+        ("rbac.create not a boolean", &["rbac.create=maybe"], "rbac"),
+        ("bad ServiceAccount name", &["agent.serviceAccount.name=Agent_SA"], "serviceAccount"),
+        ("NetworkPolicy peers not a list", &["networkPolicy.metricsFrom=everyone"], "metricsFrom"),
+        ("unknown NetworkPolicy peer", &["networkPolicy.metricsFrom[0].pods=all"], "metricsFrom"),
+        ("extra object without a kind", &["extraObjects[0].apiVersion=v1"], "extraObjects"),
     ];
     for (name, sets, field) in cases {
         let (ok, out) = template(sets);
@@ -229,6 +309,393 @@ fn chart_lints_and_its_schema_refuses_bad_values() {
     );
 }
 
+/// Every chart knob set at once (a values file, so dots in keys and nulls need no escaping).
+fn knobs() -> Value {
+    json!({
+        "nameOverride": "edge-lb",
+        "fullnameOverride": "lb",
+        "logLevel": "debug,kube=warn",
+        "allocator": {
+            "priorityClassName": "system-cluster-critical",
+            "podAnnotations": { "example.com/team": "net" },
+            // A podLabel cannot take a selector label away from the Deployment.
+            "podLabels": { "example.com/tier": "lb", "app.kubernetes.io/component": "stolen" },
+            "podSecurityContext": { "runAsUser": 1000 },
+            "securityContext": { "readOnlyRootFilesystem": false },
+            "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 1, "maxSurge": 0 } },
+            "serviceAccount": { "annotations": { "example.com/role": "allocator" } },
+        },
+        "agent": {
+            "priorityClassName": "ferrolb-nodes",
+            "podAnnotations": { "example.com/team": "net" },
+            "podLabels": { "example.com/tier": "lb" },
+            "podSecurityContext": { "fsGroup": 2000 },
+            "securityContext": { "capabilities": { "add": ["NET_ADMIN", "NET_RAW", "SYS_TIME"] } },
+            "updateStrategy": { "type": "OnDelete" },
+            "serviceAccount": { "name": "lb-node" },
+        },
+        "birdSidecar": { "securityContext": { "allowPrivilegeEscalation": null } },
+        "networkPolicy": {
+            "enabled": true,
+            "metricsFrom": [ { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "monitoring" } } } ],
+        },
+        "extraObjects": [
+            { "apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": { "name": "lb-extra", "namespace": "{{ .Release.Namespace }}" },
+              "data": { "release": "{{ .Release.Name }}" } },
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lb-extra-text\n  namespace: {{ .Release.Namespace }}\ndata:\n  chart: {{ .Chart.Name }}\n",
+        ],
+    })
+}
+
+#[test]
+fn chart_knobs_reach_the_rendered_objects() {
+    if !helm_ready() {
+        return;
+    }
+    let file = values_file(&knobs());
+    let (ok, out) = output(
+        helm(None)
+            .args(["lint", "--strict", "--namespace", INSTALL_NAMESPACE])
+            .args(["--kube-version", &kube_version()])
+            .arg("-f")
+            .arg(&file)
+            .arg(chart()),
+    );
+    assert!(ok, "helm lint with every knob: {out}");
+    let (ok, rendered) = template_of(&chart(), Some(&knobs()), EVERYTHING);
+    assert!(ok, "every knob renders: {rendered}");
+    let all = objects(&rendered);
+
+    let allocator = find(&all, "Deployment", "lb-allocator");
+    let pod = &allocator["spec"]["template"];
+    assert_eq!(
+        allocator["spec"]["strategy"],
+        json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 1, "maxSurge": 0 } })
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"],
+        json!({ "example.com/team": "net" })
+    );
+    let labels = &pod["metadata"]["labels"];
+    assert_eq!(labels["example.com/tier"], "lb", "{labels}");
+    assert_eq!(
+        labels["app.kubernetes.io/component"], "allocator",
+        "{labels}"
+    );
+    assert_eq!(labels["app.kubernetes.io/name"], "edge-lb", "{labels}");
+    assert_eq!(
+        allocator["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "edge-lb"
+    );
+    assert_eq!(pod["spec"]["priorityClassName"], "system-cluster-critical");
+    assert_eq!(pod["spec"]["serviceAccountName"], "lb-allocator");
+    // One field overridden, the others still hardened.
+    assert_eq!(
+        pod["spec"]["securityContext"],
+        json!({ "runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 65532,
+                "seccompProfile": { "type": "RuntimeDefault" } })
+    );
+    let c = container(allocator, "allocator");
+    assert_eq!(
+        c["securityContext"],
+        json!({ "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": false,
+                "capabilities": { "drop": ["ALL"] } })
+    );
+    assert_eq!(env_of(c, "RUST_LOG"), "debug,kube=warn");
+
+    let agent = find(&all, "DaemonSet", "lb-agent");
+    let pod = &agent["spec"]["template"];
+    assert_eq!(
+        agent["spec"]["updateStrategy"],
+        json!({ "type": "OnDelete" })
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"],
+        json!({ "example.com/team": "net" })
+    );
+    assert_eq!(pod["metadata"]["labels"]["example.com/tier"], "lb");
+    assert_eq!(
+        pod["metadata"]["labels"]["app.kubernetes.io/component"],
+        "agent"
+    );
+    assert_eq!(pod["spec"]["priorityClassName"], "ferrolb-nodes");
+    assert_eq!(pod["spec"]["serviceAccountName"], "lb-node");
+    assert_eq!(pod["spec"]["securityContext"], json!({ "fsGroup": 2000 }));
+    assert_eq!(
+        container(agent, "agent")["securityContext"],
+        json!({ "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                "capabilities": { "drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW", "SYS_TIME"] } }),
+        "capabilities.add replaced, capabilities.drop kept"
+    );
+    assert_eq!(
+        container(agent, "bird-sidecar")["securityContext"],
+        json!({ "readOnlyRootFilesystem": true,
+                "capabilities": { "drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"] } }),
+        "a field set to null is removed"
+    );
+    for name in ["agent", "bird-sidecar"] {
+        assert_eq!(
+            env_of(container(agent, name), "RUST_LOG"),
+            "debug,kube=warn"
+        );
+    }
+
+    // fullnameOverride renames what nothing looks up by name; the ServiceAccount name follows
+    // into the bindings and the admission policy; the Contracts' names stay.
+    let sa = find(&all, "ServiceAccount", "lb-allocator");
+    assert_eq!(
+        sa["metadata"]["annotations"]["example.com/role"],
+        "allocator"
+    );
+    find(&all, "ServiceAccount", "lb-node");
+    for (kind, name, sa) in [
+        ("ClusterRoleBinding", "lb-allocator", "lb-allocator"),
+        ("RoleBinding", "lb-allocator", "lb-allocator"),
+        ("ClusterRoleBinding", "lb-agent", "lb-node"),
+        ("RoleBinding", "lb-agent", "lb-node"),
+        ("RoleBinding", "lb-agent-events", "lb-node"),
+    ] {
+        let binding = find(&all, kind, name);
+        assert_eq!(binding["subjects"][0]["name"], sa, "{kind}/{name}");
+        assert_eq!(binding["roleRef"]["name"], name, "{kind}/{name}");
+    }
+    let leases = &find(&all, "Role", "lb-allocator")["rules"][1]["resourceNames"];
+    assert_eq!(
+        leases,
+        &json!(["ferrolb-allocator"]),
+        "the leader Lease keeps its name"
+    );
+    let secrets = &find(&all, "Role", "lb-agent")["rules"][1]["resourceNames"];
+    assert_eq!(
+        secrets,
+        &json!(["ferrolb-gossip"]),
+        "the gossip Secret keeps its name"
+    );
+    let policy = find(&all, "ValidatingAdmissionPolicy", "lb-agent-own-lease");
+    let who = policy["spec"]["matchConditions"][0]["expression"].to_string();
+    assert!(
+        who.contains("system:serviceaccount:ferrolb-system:lb-node"),
+        "{who}"
+    );
+    let binding = find(
+        &all,
+        "ValidatingAdmissionPolicyBinding",
+        "lb-agent-own-lease",
+    );
+    assert_eq!(binding["spec"]["policyName"], "lb-agent-own-lease");
+    find(&all, "PodDisruptionBudget", "lb-allocator");
+    find(&all, "PodDisruptionBudget", "lb-agent");
+    find(&all, "ConfigMap", "ferrolb-bird");
+    for component in ["allocator", "agent", "bird-sidecar"] {
+        find(&all, "Service", &format!("ferrolb-{component}-metrics"));
+    }
+    for o in all
+        .iter()
+        .filter(|o| o["kind"] != "CustomResourceDefinition")
+    {
+        let name = &o["metadata"]["labels"]["app.kubernetes.io/name"];
+        if o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("lb-extra"))
+        {
+            continue;
+        }
+        assert_eq!(name, "edge-lb", "{:?}", names(std::slice::from_ref(o)));
+    }
+
+    // The NetworkPolicy governs the allocator (the agent pods are on the host network).
+    let policy = find(&all, "NetworkPolicy", "lb-allocator");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        json!({ "app.kubernetes.io/name": "edge-lb", "app.kubernetes.io/instance": RELEASE,
+                "app.kubernetes.io/component": "allocator" })
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([ { "ports": [ { "port": 9470, "protocol": "TCP" } ],
+                  "from": knobs()["networkPolicy"]["metricsFrom"] } ])
+    );
+    let policies = all.iter().filter(|o| o["kind"] == "NetworkPolicy").count();
+    assert_eq!(policies, 1, "{:?}", names(&all));
+
+    // extraObjects, maps and strings, through tpl.
+    let extra = find(&all, "ConfigMap", "lb-extra");
+    assert_eq!(extra["metadata"]["namespace"], INSTALL_NAMESPACE);
+    assert_eq!(extra["data"]["release"], RELEASE);
+    assert_eq!(
+        find(&all, "ConfigMap", "lb-extra-text")["data"]["chart"],
+        "ferrolb"
+    );
+
+    // rbac.create=false and serviceAccount.create=false: no RBAC, no ServiceAccount of that
+    // component; the workload uses the named one.
+    let (ok, rendered) = template(&[
+        "rbac.create=false",
+        "agent.serviceAccount.create=false",
+        "agent.serviceAccount.name=node-lb",
+    ]);
+    assert!(ok, "{rendered}");
+    let all = objects(&rendered);
+    let rbac = ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+    let left: Vec<String> = names(&all)
+        .into_iter()
+        .filter(|n| rbac.iter().any(|k| n.starts_with(&format!("{k}/"))))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "rbac.create=false renders no RBAC: {left:?}"
+    );
+    let accounts: Vec<String> = names(&all)
+        .into_iter()
+        .filter(|n| n.starts_with("ServiceAccount/"))
+        .collect();
+    assert_eq!(accounts, ["ServiceAccount/ferrolb-allocator"]);
+    let agent = find(&all, "DaemonSet", "ferrolb-agent");
+    assert_eq!(
+        agent["spec"]["template"]["spec"]["serviceAccountName"],
+        "node-lb"
+    );
+    let policy = find(&all, "ValidatingAdmissionPolicy", "ferrolb-agent-own-lease");
+    let who = policy["spec"]["matchConditions"][0]["expression"].to_string();
+    assert!(
+        who.contains(":node-lb"),
+        "the admission policy follows the name: {who}"
+    );
+
+    // Strategy types: rollingUpdate only where the API server takes it; "" priority = none.
+    let (ok, rendered) = template(&[
+        "allocator.strategy.type=Recreate",
+        "allocator.strategy.rollingUpdate.maxSurge=1",
+        "agent.priorityClassName=",
+    ]);
+    assert!(ok, "{rendered}");
+    let all = objects(&rendered);
+    let allocator = find(&all, "Deployment", "ferrolb-allocator");
+    assert_eq!(allocator["spec"]["strategy"], json!({ "type": "Recreate" }));
+    let agent = find(&all, "DaemonSet", "ferrolb-agent");
+    let spec = &agent["spec"]["template"]["spec"];
+    assert!(spec.get("priorityClassName").is_none(), "{spec}");
+}
+
+/// The values this chart added after 0.1.0: absent from the values of a release made with 0.1.0,
+/// which `helm upgrade --reuse-values` hands to the new templates.
+const NEW_VALUES: &[&str] = &[
+    "/nameOverride",
+    "/fullnameOverride",
+    "/logLevel",
+    "/rbac",
+    "/networkPolicy",
+    "/extraObjects",
+    "/birdSidecar/securityContext",
+];
+const NEW_POD_VALUES: &[&str] = &[
+    "priorityClassName",
+    "podAnnotations",
+    "podLabels",
+    "podSecurityContext",
+    "securityContext",
+    "strategy",
+    "updateStrategy",
+    "serviceAccount",
+];
+
+#[test]
+fn chart_defaults_render_todays_objects_also_from_older_values() {
+    if !helm_ready() {
+        return;
+    }
+    let (ok, today) = template(&[]);
+    assert!(ok, "{today}");
+    let all = objects(&today);
+    let allocator = find(&all, "Deployment", "ferrolb-allocator");
+    let pod = &allocator["spec"]["template"]["spec"];
+    assert!(allocator["spec"].get("strategy").is_none(), "{allocator}");
+    assert!(pod.get("priorityClassName").is_none(), "{pod}");
+    assert_eq!(pod["serviceAccountName"], "ferrolb-allocator");
+    assert_eq!(
+        pod["securityContext"],
+        json!({ "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                "seccompProfile": { "type": "RuntimeDefault" } })
+    );
+    let c = container(allocator, "allocator");
+    assert_eq!(
+        c["securityContext"],
+        json!({ "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                "capabilities": { "drop": ["ALL"] } })
+    );
+    assert_eq!(env_of(c, "RUST_LOG"), "info");
+    let agent = find(&all, "DaemonSet", "ferrolb-agent");
+    let pod = &agent["spec"]["template"]["spec"];
+    assert_eq!(
+        agent["spec"]["updateStrategy"],
+        json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 1 } })
+    );
+    assert_eq!(pod["priorityClassName"], "system-node-critical");
+    assert_eq!(pod["hostNetwork"], true);
+    assert!(pod.get("securityContext").is_none(), "{pod}");
+    for (name, caps) in [
+        ("agent", json!(["NET_ADMIN", "NET_RAW"])),
+        (
+            "bird-sidecar",
+            json!(["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]),
+        ),
+    ] {
+        assert_eq!(
+            container(agent, name)["securityContext"],
+            json!({ "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                    "capabilities": { "drop": ["ALL"], "add": caps } })
+        );
+    }
+    for kind in ["NetworkPolicy", "PriorityClass"] {
+        assert!(
+            all.iter().all(|o| o["kind"] != kind),
+            "no {kind} by default"
+        );
+    }
+
+    // The chart with the values of a 0.1.0 release (what --reuse-values hands over) renders
+    // exactly what the defaults do: no knob depends on a key being present.
+    let dir = std::env::temp_dir().join(format!("ferrolb-chart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&chart(), &dir);
+    let text = std::fs::read_to_string(chart().join("values.yaml")).expect("values.yaml");
+    let mut old: Value = serde_saphyr::from_str(&text).expect("values.yaml parses");
+    for path in NEW_VALUES {
+        let (parent, key) = path.rsplit_once('/').expect("a pointer");
+        let map = old.pointer_mut(parent).and_then(Value::as_object_mut);
+        map.and_then(|m| m.remove(key))
+            .unwrap_or_else(|| panic!("values.yaml has {path}"));
+    }
+    for component in ["allocator", "agent"] {
+        let map = old[component].as_object_mut().expect("a component");
+        for key in NEW_POD_VALUES {
+            map.remove(*key);
+        }
+    }
+    std::fs::write(dir.join("values.yaml"), old.to_string()).expect("write values.yaml");
+    let (ok, older) = template_of(&dir, None, &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "{older}");
+    assert!(
+        older == today,
+        "older values render differently:\n--- older ---\n{older}\n--- today ---\n{today}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create a directory");
+    for entry in std::fs::read_dir(from).expect("read a directory").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_rendered_object_is_accepted_by_the_api_server() {
     if !helm_ready() {
@@ -241,10 +708,13 @@ async fn every_rendered_object_is_accepted_by_the_api_server() {
     let _one_at_a_time = CHART.lock().await;
     let (ok, rendered) = template(EVERYTHING);
     assert!(ok, "{rendered}");
+    let (ok, knobbed) = template_of(&chart(), Some(&knobs()), EVERYTHING);
+    assert!(ok, "{knobbed}");
     let plain = std::fs::read_to_string(repo().join("manifests/ferrolb.yaml")).expect("manifest");
     // The plain manifest as docs/install.md applies it (server-side).
     let cases = [
         ("the chart", rendered, "--server-side=false"),
+        ("the chart with every knob", knobbed, "--server-side=false"),
         ("manifests/ferrolb.yaml", plain, "--server-side=true"),
     ];
     for (what, yaml, mode) in cases {
