@@ -423,8 +423,8 @@ impl Cluster {
     /// The container logs of pods whose name starts with `pod_prefix` in `namespace`, read from
     /// the nodes' pod log directories (`kubectl logs` cannot reach a kubelet: the API server
     /// runs in the host namespace, the kubelets on the LAN). Every container and restart, each
-    /// under a header naming the file.
-    pub fn pod_logs(&self, namespace: &str, pod_prefix: &str) -> String {
+    /// under a header naming the file, its last `lines` lines.
+    pub fn pod_logs(&self, namespace: &str, pod_prefix: &str, lines: usize) -> String {
         let mut out = String::new();
         for n in self.nodes_mut().iter() {
             let dir = n.plan.dir.join("pod-logs");
@@ -451,7 +451,7 @@ impl Cluster {
                             "==> {} on {} <==\n{}\n",
                             file.path().display(),
                             n.plan.name,
-                            tail(&text, 60)
+                            tail(&text, lines)
                         ));
                     }
                 }

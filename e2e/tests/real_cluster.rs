@@ -13,6 +13,7 @@ use real::*;
 #[test]
 fn real_nodes_run_pods_from_the_locally_built_images_on_every_node() {
     let Some(c) = Cluster::shared() else { return };
+    let _logs = LogsOnFailure(c);
     let _use = shared_use();
     kubectl_apply(c, &app_yaml("rc-app", &c.images().app));
     let nodes = wait(
@@ -69,6 +70,7 @@ fn real_nodes_run_pods_from_the_locally_built_images_on_every_node() {
 #[test]
 fn helm_installed_ferrolb_serves_local_addresses_through_kube_proxy_to_real_pods() {
     let Some(c) = Cluster::shared() else { return };
+    let _logs = LogsOnFailure(c);
     let _use = shared_use();
     install_chart(c);
     let ns = "rc-local";
@@ -103,6 +105,7 @@ fn helm_installed_ferrolb_serves_local_addresses_through_kube_proxy_to_real_pods
 #[test]
 fn helm_installed_ferrolb_routes_virtual_addresses_over_bgp_to_real_pods() {
     let Some(c) = Cluster::shared() else { return };
+    let _logs = LogsOnFailure(c);
     let _use = shared_use();
     install_chart(c);
     let ns = "rc-virtual";
@@ -235,6 +238,7 @@ fn local_and_routed(c: &Cluster, ns: &str) -> (Vec<String>, Vec<String>) {
 #[test]
 fn failures_as_they_happen_in_clusters_move_addresses_without_two_holders() {
     let Some(c) = Cluster::shared() else { return };
+    let _logs = LogsOnFailure(c);
     let _use = exclusive_use();
     let (local, routed) = local_and_routed(c, "rc-fail");
     let (local, routed) = (first_v4(&local), first_v4(&routed));
@@ -387,6 +391,7 @@ impl Drop for Restore<'_> {
 #[test]
 fn with_external_traffic_policy_local_only_the_node_with_the_endpoint_holds_or_carries() {
     let Some(c) = Cluster::shared() else { return };
+    let _logs = LogsOnFailure(c);
     let _use = shared_use();
     install_chart(c);
     let ns = "rc-one";
@@ -478,6 +483,7 @@ fn allocator_restarts(c: &Cluster) -> String {
             with --ignored"]
 fn a_minute_without_the_api_server_loses_no_request_and_the_allocator_leads_again_within_seconds() {
     let Some(c) = Cluster::shared() else { return };
+    let _logs = LogsOnFailure(c);
     let _use = exclusive_use();
     let ns = "rc-apiserver";
     let (local_ips, routed_ips) = local_and_routed(c, ns);

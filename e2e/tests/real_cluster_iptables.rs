@@ -65,6 +65,7 @@ fn plain_manifest_install_under_iptables_kube_proxy_serves_through_one_arp_answe
     }) else {
         return;
     };
+    let _logs = LogsOnFailure(c);
     let (ok, out) = c
         .cp()
         .kubectl_with_input(&["apply", "--server-side", "-f", "-"], &manifest(c));

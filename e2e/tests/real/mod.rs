@@ -12,7 +12,7 @@ pub fn kubectl(c: &Cluster, args: &[&str]) -> String {
     let (ok, out) = c.kubectl(args);
     if !ok {
         let pods = c.kubectl(&["get", "pods", "-A", "-o", "wide"]).1
-            + &c.pod_logs("ferrolb-system", "ferrolb-allocator");
+            + &c.pod_logs("ferrolb-system", "ferrolb-allocator", 60);
         hold_for_debugging(&format!("kubectl {args:?}"));
         panic!("kubectl {args:?} failed:\n{out}\npods:\n{pods}");
     }
@@ -36,6 +36,24 @@ pub fn wait<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Result<T, Str
                 panic!("timed out after {limit:?} waiting for {what}; last: {last}")
             }
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Held for a test's length: when the test fails, ferrolb's pods' last log lines (what they
+/// decided around the failure: CI keeps no cluster to look at), then [`hold_for_debugging`].
+pub struct LogsOnFailure(pub &'static Cluster);
+
+impl Drop for LogsOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for pods in ["ferrolb-agent", "ferrolb-allocator"] {
+                eprintln!(
+                    "--- the last lines of {pods} pods:\n{}",
+                    self.0.pod_logs("ferrolb-system", pods, 150)
+                );
+            }
+            hold_for_debugging("the test failed");
         }
     }
 }
