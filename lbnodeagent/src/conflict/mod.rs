@@ -185,6 +185,16 @@ impl Watch {
     }
 
     fn tick(&mut self, interval: Duration) {
+        // Answers the kernel already has count before anything is declared unanswered.
+        let pending: Vec<(String, Answer)> = self
+            .sockets
+            .iter()
+            .flat_map(|(name, socket)| socket.drain().into_iter().map(|a| (name.clone(), a)))
+            .collect();
+        let read = Instant::now();
+        for (interface, answer) in pending {
+            self.answered(&interface, answer, read);
+        }
         let now = Instant::now();
         let (mut clear, waiting, interfaces) = {
             let mut s = self.lock();
@@ -192,18 +202,25 @@ impl Watch {
             (clear, waiting, s.interfaces.clone())
         };
         let mut unsent = Vec::new();
+        let mut sent = Vec::new();
         for address in waiting {
-            let sent = interfaces[usize::from(address.is_ipv6())]
+            // Stamped just before it leaves: an answer can come no earlier.
+            let at = Instant::now().into_std();
+            let ok = interfaces[usize::from(address.is_ipv6())]
                 .clone()
                 .is_some_and(|interface| {
                     self.send(&interface, address, |mac| packet::probe(mac, address))
                 });
-            if !sent {
+            if ok {
+                sent.push((address, at));
+            } else {
                 unsent.push(address);
             }
         }
-        if !unsent.is_empty() {
+        {
+            // The answer's window runs from when the probe left, not from when it was due.
             let mut s = self.lock();
+            s.gates.sent(&sent);
             unsent.retain(|&a| s.gates.unsent(a));
         }
         if !unsent.is_empty() {

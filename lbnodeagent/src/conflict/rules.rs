@@ -277,6 +277,17 @@ impl Gates {
         }
     }
 
+    /// The probes of these addresses left at these moments (each stamped just before its
+    /// send): their answer windows run from then, so a prober that stalled between deciding
+    /// to probe and sending gives the answer its whole window.
+    pub fn sent(&mut self, sent: &[(IpAddr, Instant)]) {
+        for (address, at) in sent {
+            if let Some(Gate::Probing { probed, .. }) = self.gates.get_mut(address) {
+                *probed = Some(*at);
+            }
+        }
+    }
+
     /// Whether `address` waits for a quiet probe.
     pub fn waiting(&self, address: IpAddr) -> bool {
         matches!(self.gates.get(&address), Some(Gate::Probing { .. }))

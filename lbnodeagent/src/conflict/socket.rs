@@ -73,6 +73,24 @@ impl Socket {
     pub(super) fn send(&self, frame: &[u8]) -> nix::Result<()> {
         send(self.fd.as_raw_fd(), frame, MsgFlags::empty()).map(drop)
     }
+
+    /// The answers the kernel holds for this socket now, read without waiting: the prober
+    /// reads them itself before it calls a probe unanswered, so an answer that arrived in time
+    /// counts even when the reading thread has not run yet (a starved process: a loaded node,
+    /// or every agent busy at once after an API server's return).
+    pub(super) fn drain(&self) -> Vec<Answer> {
+        let mut buf = vec![0u8; 2048];
+        let mut answers = Vec::new();
+        // Bounded: a flood of frames cannot keep the prober here.
+        for _ in 0..1024 {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => answers.extend(packet::answer(&buf[..n], self.mac)),
+                Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        answers
+    }
 }
 
 fn read_answers(

@@ -313,3 +313,21 @@ fn another_agent_answering_is_told_only_when_the_handover_outlasts_its_patience(
         assert_eq!(again.map(|x| (x.waited, x.tell)), Some((ms(0), false)));
     }
 }
+
+/// The prober stalled between deciding to probe (0 ms) and sending (80 ms, past the 50 ms
+/// window): the answer has its whole window from the send, so one at 100 ms still counts and a
+/// tick at 90 ms does not call the address unanswered.
+#[test]
+fn the_answer_window_runs_from_the_send() {
+    let mut g = Gates::default();
+    let a = addr();
+    let t0 = Instant::now();
+    let t = |n| t0 + ms(n);
+    assert!(!g.allows(a, true, false, false));
+    assert_eq!(g.tick(t0, pace()), (vec![], vec![a]), "due");
+    g.sent(&[(a, t(80))]);
+    assert_eq!(g.tick(t(90), pace()), (vec![], vec![]), "not a window yet");
+    assert!(g.answered(a, t(100), false, PATIENCE).is_some());
+    assert_eq!(g.tick(t(140), pace()), (vec![], vec![]), "answered: waits");
+    assert!(g.waiting(a));
+}
