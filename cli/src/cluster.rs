@@ -213,6 +213,16 @@ impl ServiceInfo {
         }
     }
 
+    /// Whether ferrolb handles it: type LoadBalancer with our class or none (the allocator's
+    /// default `--handle-unclassed`; the CLI cannot see that flag).
+    pub fn is_ours(&self) -> bool {
+        self.type_ == "LoadBalancer"
+            && self
+                .lb_class
+                .as_deref()
+                .is_none_or(|c| c == ferrolb_api::contracts::LOAD_BALANCER_CLASS)
+    }
+
     /// The ServiceGroup the allocator took the addresses from (or the one the Service asks for).
     pub fn group(&self) -> Option<&str> {
         self.annotations

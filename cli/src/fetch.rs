@@ -13,6 +13,7 @@ use kube::core::{ApiResource, DynamicObject};
 use kube::{Client, Config};
 
 use crate::cluster::{Cluster, Group, NodeInfo, ServiceInfo, agent_entry, read_leases};
+use crate::version::{COMPONENT_LABEL, Component, ServerVersion, components};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -31,6 +32,11 @@ pub enum Error {
         "no Service shows {0} in status.loadBalancer (is it in a ServiceGroup's pool? see `kubectl ferrolb pools`)"
     )]
     NoServiceWithAddress(IpAddr),
+    #[error("{what}: no answer within {after:?}")]
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -170,4 +176,92 @@ async fn with_endpoints(client: &Client, svc: &Service) -> Result<ServiceInfo> {
         .await
         .map_err(api_err("listing EndpointSlices"))?;
     Ok(ServiceInfo::from_objects(svc, &slices.items))
+}
+
+/// The API server's version.
+pub async fn server_version(client: &Client) -> Result<ServerVersion> {
+    let info = client
+        .apiserver_version()
+        .await
+        .map_err(api_err("reading the API server's version"))?;
+    Ok(ServerVersion {
+        version: info.git_version,
+        platform: info.platform,
+    })
+}
+
+/// The allocator Deployment and the agent DaemonSet in `namespace`, found by the chart's
+/// component label (their names follow `fullnameOverride`).
+pub async fn installed_components(client: &Client, namespace: &str) -> Result<Vec<Component>> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+    let deployments = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(&format!("{COMPONENT_LABEL}=allocator")))
+        .await
+        .map_err(api_err(&format!("listing Deployments in {namespace}")))?;
+    let daemonsets = Api::<DaemonSet>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(&format!("{COMPONENT_LABEL}=agent")))
+        .await
+        .map_err(api_err(&format!("listing DaemonSets in {namespace}")))?;
+    Ok(components(&deployments.items, &daemonsets.items))
+}
+
+/// Every Service of type LoadBalancer ferrolb handles (class `ferrolb.io/ferrolb`, or none),
+/// with the nodes of their ready endpoints when `externalTrafficPolicy` is Local (the only
+/// case where they change where an address goes); sorted by namespace and name.
+pub async fn our_services(client: &Client) -> Result<Vec<ServiceInfo>> {
+    let all = Api::<Service>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(api_err("listing Services"))?;
+    let mut out = Vec::new();
+    for svc in &all.items {
+        let info = ServiceInfo::from_objects(svc, &[]);
+        if !info.is_ours() {
+            continue;
+        }
+        out.push(if info.etp_local {
+            with_endpoints(client, svc).await?
+        } else {
+            info
+        });
+    }
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(out)
+}
+
+/// The newest `AllocationFailed` Event message per Service (`namespace/name`), any namespace.
+pub async fn allocation_failures(
+    client: &Client,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    use ferrolb_api::contracts::reason::ALLOCATION_FAILED;
+    use k8s_openapi::api::core::v1::Event;
+    let events = Api::<Event>::all(client.clone())
+        .list(&ListParams::default().fields(&format!("reason={ALLOCATION_FAILED}")))
+        .await
+        .map_err(api_err("listing AllocationFailed Events"))?;
+    let mut newest: std::collections::BTreeMap<String, (Option<Timestamp>, String)> =
+        Default::default();
+    for e in &events.items {
+        if e.involved_object.kind.as_deref() != Some("Service") {
+            continue;
+        }
+        let key = format!(
+            "{}/{}",
+            e.involved_object.namespace.as_deref().unwrap_or_default(),
+            e.involved_object.name.as_deref().unwrap_or_default()
+        );
+        let when = e
+            .last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or(e.event_time.as_ref().map(|t| t.0));
+        let message = e.message.clone().unwrap_or_default();
+        match newest.get(&key) {
+            Some((w, _)) if *w > when => {}
+            _ => {
+                newest.insert(key, (when, message));
+            }
+        }
+    }
+    Ok(newest.into_iter().map(|(k, (_, m))| (k, m)).collect())
 }

@@ -1,4 +1,5 @@
-//! kubectl-ferrolb: explains where ferrolb put an address, and checks and migrates configs.
+//! kubectl-ferrolb: reports what is wrong, explains where ferrolb put an address, and checks and
+//! migrates configs.
 
 pub mod check;
 pub mod cluster;
@@ -6,8 +7,11 @@ pub mod fetch;
 pub mod locate;
 pub mod migrate;
 pub mod nodes;
+pub mod output;
 pub mod pools;
+pub mod status;
 pub mod table;
 #[cfg(test)]
 mod testkit;
+pub mod version;
 pub mod yaml;
