@@ -477,10 +477,6 @@ fn allocator_restarts(c: &Cluster) -> String {
 }
 
 #[test]
-#[ignore = "one early run saw a single reset on the local address ~40 s after the API server \
-            came back; the likely cause (agents dropped nodes whose renewal was not through yet \
-            after an outage) is fixed and later runs passed, but the record is short; run it \
-            with --ignored"]
 fn a_minute_without_the_api_server_loses_no_request_and_the_allocator_leads_again_within_seconds() {
     let Some(c) = Cluster::shared() else { return };
     let _logs = LogsOnFailure(c);

@@ -129,8 +129,8 @@ impl Env {
         kubeconfig: &std::path::Path,
     ) -> Allocator {
         let metrics = free_port();
-        let log =
-            std::env::temp_dir().join(format!("ferrolb-allocator-{}-{identity}.log", self.name()));
+        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("ferrolb-allocator-{}-{identity}.log", self.name()));
         let out = File::create(&log).expect("a log file");
         let mut cmd = tied(env!("CARGO_BIN_EXE_ferrolb-allocator"));
         cmd.arg("--kubeconfig")

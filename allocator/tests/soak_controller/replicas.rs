@@ -69,8 +69,8 @@ impl Replicas {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let log =
-            std::env::temp_dir().join(format!("ferrolb-allocator-{}-{identity}.log", self.ns));
+        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("ferrolb-allocator-{}-{identity}.log", self.ns));
         let out = File::create(&log).expect("the allocator log");
         let mut cmd = tied(env!("CARGO_BIN_EXE_ferrolb-allocator"));
         cmd.arg("--kubeconfig")

@@ -97,7 +97,8 @@ pub fn template_of(dir: &Path, values: Option<&Value>, sets: &[&str]) -> (bool, 
 pub fn values_file(values: &Value) -> PathBuf {
     pub static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("ferrolb-values-{}-{n}.json", std::process::id()));
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ferrolb-values-{}-{n}.json", std::process::id()));
     std::fs::write(&path, values.to_string()).expect("write a values file");
     path
 }
