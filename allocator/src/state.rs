@@ -83,6 +83,8 @@ pub struct GroupBook {
     pub keys: BTreeMap<(String, Family), IpAddr>,
     /// New allocations may come from this group.
     pub usable: bool,
+    /// New allocations spread evenly over the pools (`balancePools`).
+    pub balance: bool,
     pub families: BTreeSet<Family>,
 }
 
@@ -127,6 +129,7 @@ impl GroupBook {
             foreign: BTreeMap::new(),
             keys: BTreeMap::new(),
             usable,
+            balance: g.spec.balance_pools,
             families,
         }
     }
@@ -199,9 +202,14 @@ impl GroupBook {
         Ok(())
     }
 
-    /// Takes the lowest free address of `family` for `owner`.
+    /// Takes a free address of `family` for `owner`: the lowest, or with `balancePools` the
+    /// lowest of the pool with the fewest allocated addresses.
     fn allocate(&mut self, family: Family, owner: &Owner) -> Result<IpAddr, ipam::Error> {
-        let addr = self.ipam.allocate(family)?;
+        let addr = if self.balance {
+            self.ipam.allocate_balanced(family)?
+        } else {
+            self.ipam.allocate(family)?
+        };
         self.add_owner(addr, owner);
         Ok(addr)
     }
@@ -349,8 +357,8 @@ impl Book {
         Ok(())
     }
 
-    /// Takes the lowest free address of `family` in `group` for `owner` (a group not in the
-    /// book has none).
+    /// Takes a free address of `family` in `group` for `owner` (see [`GroupBook`]'s
+    /// `allocate`; a group not in the book has none).
     pub fn allocate(
         &mut self,
         group: &str,

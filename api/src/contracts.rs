@@ -179,6 +179,8 @@ pub mod reason {
     pub const ANNOTATION_CONFLICT: &str = "AnnotationConflict";
     pub const HOLDER_CHANGED: &str = "HolderChanged";
     pub const NO_CANDIDATE: &str = "NoCandidate";
+    /// The Service carries a PureLB or MetalLB annotation ferrolb does not implement.
+    pub const UNSUPPORTED_ANNOTATION: &str = "UnsupportedAnnotation";
     // agent and sidecar, on their Node (Events in namespace "default")
     pub const ANNOUNCEMENT_FAILED: &str = "AnnouncementFailed";
     pub const ADDRESS_CONFLICT: &str = "AddressConflict";

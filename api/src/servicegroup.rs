@@ -53,6 +53,12 @@ pub struct ServiceGroupSpec {
     /// Skip IPv4 addresses ending in .0 and .255 (some clients treat them as broadcast).
     #[serde(default, rename = "avoidBuggyIPs")]
     pub avoid_buggy_ips: bool,
+    /// Spread new allocations evenly over the pools (as PureLB's balancePools): each new
+    /// address of a family comes from the pool of that family with the fewest allocated
+    /// addresses (ties: the pool listed first), instead of the lowest free address of the
+    /// group. Requested and shared addresses are unaffected; nothing is renumbered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub balance_pools: bool,
 }
 
 /// Pools of a local group.

@@ -31,7 +31,7 @@ async fn migrated_metallb_and_purelb_objects_are_accepted_by_the_api_server() {
     };
     for (from, file, objects) in [
         ("metallb", "testdata/metallb.yaml", 2),
-        ("purelb", "testdata/purelb.yaml", 6),
+        ("purelb", "testdata/purelb.yaml", 7),
     ] {
         let yaml = migrate(from, file);
         let (ok, text) = server_dry_run(cp, &yaml);

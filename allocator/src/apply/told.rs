@@ -13,13 +13,14 @@ use crate::Result;
 use crate::decide::Note;
 
 /// Reasons of standing problems (Warning Events about a Service).
-const PROBLEMS: [&str; 6] = [
+const PROBLEMS: [&str; 7] = [
     reason::ALLOCATION_FAILED,
     reason::REQUESTED_ADDRESS_UNAVAILABLE,
     reason::SHARING_CONFLICT,
     reason::DEPRECATED_FIELD,
     reason::ANNOTATION_CONFLICT,
     reason::NO_CANDIDATE,
+    reason::UNSUPPORTED_ANNOTATION,
 ];
 
 /// Events read per request when a new leader learns what was told before.

@@ -409,6 +409,22 @@ fn fail(w: &mut Work<'_>, why: &'static str, message: String) {
     w.plan.problems.push(Note::warning(why, message));
 }
 
+/// One Warning for all the peer annotations a Service carries that ferrolb does not implement:
+/// a standing problem, so told once per distinct set of them.
+fn unsupported_note(unsupported: &[(&str, &str)]) -> Option<Note> {
+    if unsupported.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = unsupported
+        .iter()
+        .map(|(key, advice)| format!("{key} is not implemented and is ignored: {advice}"))
+        .collect();
+    Some(Note::warning(
+        reason::UNSUPPORTED_ANNOTATION,
+        each.join("; "),
+    ))
+}
+
 /// Addresses a Service shows that it should no longer show.
 fn released(s: &SvcView, keep: &[IpAddr]) -> Vec<Note> {
     s.ingress
@@ -442,6 +458,9 @@ fn finish(mut w: Work<'_>, snap: &Snapshot, book: &Book) -> SvcPlan {
     for c in &svc.annotation_conflicts {
         p.problems
             .push(Note::warning(reason::ANNOTATION_CONFLICT, c.clone()));
+    }
+    if let Some(n) = unsupported_note(&svc.unsupported) {
+        p.problems.push(n);
     }
     if let Some(g) = w.held_group.take().and_then(|g| book.groups.get(&g))
         && !ingress.is_empty()

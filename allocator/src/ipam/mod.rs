@@ -296,6 +296,47 @@ impl Ipam {
         Ok(book.space.select(index))
     }
 
+    /// Takes a free address of `family` from the range of the pool with the fewest allocated
+    /// addresses, ties going to the range listed first; the lowest free one of that range
+    /// (PureLB's `balancePools`). A range counts its allocated addresses, whoever holds them;
+    /// ranges with no free address are passed over. Costs O(log n) per range plus the runs
+    /// of allocations inside it.
+    pub fn allocate_balanced(&mut self, family: Family) -> Result<IpAddr> {
+        let book = self.book(family);
+        let mut best: Option<(u128, u128)> = None;
+        for &range in self.pool.ranges(family) {
+            let Some((lo, hi)) = book.space.span(range) else {
+                continue;
+            };
+            let Some(free) = book.runs.lowest_free_in(lo, hi) else {
+                continue;
+            };
+            let taken = book.runs.count_in(lo, hi);
+            if best.is_none_or(|(fewest, _)| taken < fewest) {
+                best = Some((taken, free));
+            }
+        }
+        let (_, index) = best.ok_or(Error::Exhausted { family })?;
+        let book = self.book_mut(family);
+        book.runs.insert(index);
+        Ok(book.space.select(index))
+    }
+
+    /// Allocated addresses of each range of `family`'s pool, in the pool's order (an address
+    /// in two overlapping ranges counts in both).
+    pub fn allocated_per_range(&self, family: Family) -> Vec<u128> {
+        let book = self.book(family);
+        self.pool
+            .ranges(family)
+            .iter()
+            .map(|&r| {
+                book.space
+                    .span(r)
+                    .map_or(0, |(lo, hi)| book.runs.count_in(lo, hi))
+            })
+            .collect()
+    }
+
     /// Takes `addr`, which must be in the pool and free.
     pub fn request(&mut self, addr: IpAddr) -> Result<()> {
         let book = self.book_mut(Family::of(addr));

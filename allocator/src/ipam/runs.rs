@@ -79,6 +79,16 @@ impl Runs {
         each_width!(&self.map, m => m.lowest_free())
     }
 
+    /// The lowest index of `lo..=hi` not taken.
+    pub(crate) fn lowest_free_in(&self, lo: u128, hi: u128) -> Option<u128> {
+        each_width!(&self.map, m => m.lowest_free_in(lo, hi))
+    }
+
+    /// How many indices of `lo..=hi` are taken: O(log n) plus the runs that meet the interval.
+    pub(crate) fn count_in(&self, lo: u128, hi: u128) -> u128 {
+        each_width!(&self.map, m => m.count_in(lo, hi))
+    }
+
     /// Takes `i`, which must lie in the space; `false` when it was already taken.
     pub(crate) fn insert(&mut self, i: u128) -> bool {
         let inserted = each_width!(&mut self.map, m => m.insert(i));
@@ -169,6 +179,39 @@ impl<K: Index> RunMap<K> {
             Some((&start, &end)) if start == K::ZERO => end.checked_succ().map(Into::into),
             _ => Some(0),
         }
+    }
+
+    fn lowest_free_in(&self, lo: u128, hi: u128) -> Option<u128> {
+        if lo > hi {
+            return None;
+        }
+        let Ok(k) = K::try_from(lo) else {
+            return Some(lo);
+        };
+        match self.run_of(k) {
+            None => Some(lo),
+            // Runs are maximal: the index after one is free.
+            Some((_, end)) => end
+                .checked_succ()
+                .map(Into::into)
+                .filter(|&i: &u128| i <= hi),
+        }
+    }
+
+    fn count_in(&self, lo: u128, hi: u128) -> u128 {
+        if lo > hi {
+            return 0;
+        }
+        let top = K::try_from(hi).unwrap_or_else(|_| Self::narrow(u128::from(u64::MAX)));
+        let mut n = 0;
+        for (&start, &end) in self.runs.range(..=top).rev() {
+            let (start, end): (u128, u128) = (start.into(), end.into());
+            if end < lo {
+                break;
+            }
+            n += end.min(hi) - start.max(lo) + 1;
+        }
+        n
     }
 
     fn insert(&mut self, i: u128) -> bool {

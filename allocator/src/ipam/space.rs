@@ -354,6 +354,38 @@ impl Space {
         from_u128(self.family, a).expect("a selected address lies in a range of its family")
     }
 
+    /// Allocatable addresses below `a`.
+    fn below(&self, a: u128) -> u128 {
+        let k = self.segments.partition_point(|s| s.start < a);
+        let Some(k) = k.checked_sub(1) else {
+            return 0;
+        };
+        let s = self.segments[k];
+        let raw = if a > s.end {
+            // The whole segment: no overflow, since its end is below `a`.
+            self.raw_before[k] + self.raw_count_minus_one(s).map_or(0, |c| c + 1)
+        } else {
+            self.raw_before[k] + (s.skip.kept_below(a) - s.skip.kept_below(s.start))
+        };
+        raw - self.reserved.partition_point(|&r| r < a) as u128
+    }
+
+    /// The first and last index of the allocatable addresses of `range` (of this family), or
+    /// `None` when it has none.
+    pub(crate) fn span(&self, range: AddrRange) -> Option<(u128, u128)> {
+        if range.family() != self.family || !range.is_ordered() {
+            return None;
+        }
+        let (start, end) = (to_u128(range.start), to_u128(range.end));
+        let first = self.below(start);
+        let last = if self.contains(range.end) {
+            self.below(end)
+        } else {
+            self.below(end).checked_sub(1)?
+        };
+        (first <= last).then_some((first, last))
+    }
+
     /// Index of the last allocatable address.
     pub(crate) fn last(&self) -> Option<u128> {
         self.last

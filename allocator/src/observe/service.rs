@@ -89,6 +89,8 @@ pub struct SvcView {
     pub written: BTreeMap<String, String>,
     /// Ours and an alias disagree: one message per annotation.
     pub annotation_conflicts: Vec<String>,
+    /// PureLB/MetalLB annotations ferrolb does not implement, with what it does instead.
+    pub unsupported: Vec<(&'static str, &'static str)>,
 }
 
 impl SvcView {
@@ -173,6 +175,7 @@ impl SvcView {
             ingress_exact,
             written,
             annotation_conflicts: conflicts,
+            unsupported: ann::unsupported(annotations),
         }
     }
 }

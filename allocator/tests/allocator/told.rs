@@ -1,5 +1,7 @@
 //! A new leader reads back the problems an earlier allocator told, page by page and only its
-//! own Warning Events about Services (filtered by the API server, not after listing them all).
+//! own Warning Events about Services (filtered by the API server, not after listing them all);
+//! a standing problem (a peer's annotation ferrolb does not implement) is told once, not on
+//! every pass nor again after a restart.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -108,6 +110,59 @@ async fn told_problems_are_read_back_page_by_page_and_only_the_allocators_own() 
             .collect();
         assert_eq!(got, want, "pages of {page_size}");
     }
+}
+
+/// The (type, note) of the Events with `reason` about the Service `name`.
+async fn events_of(env: &Env, name: &str, reason: &str) -> Vec<(String, String)> {
+    let api: Api<Event> = Api::namespaced(env.client.clone(), env.name());
+    let list = api.list(&ListParams::default()).await.expect("list Events");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| (e.type_.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unsupported_peer_annotation_is_warned_about_once_per_set() {
+    let Some(env) = env("told-peer").await else {
+        return;
+    };
+    let g = env.group_name("g");
+    env.apply_group(&g, local(&[("192.0.2.0/24", "192.0.2.10-192.0.2.20")], &[]))
+        .await;
+    let mut first = env.allocator("a", false);
+    let purelb = svc("purelb")
+        .ann("purelb.io/service-group", &g)
+        .ann("purelb.io/allow-local", "true");
+    env.apply_svc(&purelb).await;
+    // Refused out loud, and served all the same.
+    env.wait_ips("purelb", &["192.0.2.10"]).await;
+    let note = env
+        .wait_event("purelb", reason::UNSUPPORTED_ANNOTATION)
+        .await;
+    assert!(
+        note.contains("purelb.io/allow-local") && note.contains("externalTrafficPolicy"),
+        "names the annotation and what ferrolb does instead: {note}"
+    );
+    // Passes after it (each new Service is one) and a restart tell it no more.
+    env.apply_svc(&svc("later").group(&g)).await;
+    env.wait_ips("later", &["192.0.2.11"]).await;
+    first.kill();
+    let _second = env.allocator("b", false);
+    env.apply_svc(&svc("after-restart").group(&g)).await;
+    env.wait_ips("after-restart", &["192.0.2.12"]).await;
+    let told = events_of(&env, "purelb", reason::UNSUPPORTED_ANNOTATION).await;
+    assert_eq!(told, [("Warning".to_string(), note.clone())], "told once");
+    // Another set of them is told again, in one Event.
+    env.apply_svc(&purelb.clone().ann("purelb.io/skip-ipv6-dad", "true"))
+        .await;
+    let both = env
+        .wait_event_with("purelb", reason::UNSUPPORTED_ANNOTATION, "skip-ipv6-dad")
+        .await;
+    assert!(both.contains("purelb.io/allow-local"), "{both}");
+    assert_eq!(env.ips("purelb").await, ["192.0.2.10"], "never renumbered");
 }
 
 /// Lists of Events, as the API server's audit log records them.

@@ -123,11 +123,20 @@ fn service_group_of(o: &Value, name: &str, v2: bool, object: &str, m: &mut Migra
         );
     }
     let kind = if is_virtual { "virtual" } else { "local" };
+    // PureLB v2 spreads allocations over the pools with `balancePools`: the same in ferrolb.
+    let balanced = [&section, &spec]
+        .iter()
+        .any(|s| s.get("balancePools").and_then(Value::as_bool) == Some(true));
+    let extra = if balanced {
+        json!({ "balancePools": true })
+    } else {
+        json!({})
+    };
     m.objects.push(service_group(
         name,
         kind,
         json!({ "v4pools": v4pools, "v6pools": v6pools }),
-        json!({}),
+        extra,
     ));
 }
 

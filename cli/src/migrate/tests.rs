@@ -112,6 +112,14 @@ fn purelb_v1_and_v2_objects_convert() {
         "/28"
     );
     assert!(m.objects.iter().all(|o| o["metadata"]["name"] != "nb"));
+    assert_eq!(by_name("balanced")["spec"]["balancePools"], true);
+    assert_eq!(
+        by_name("balanced")["spec"]["local"]["v4pools"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert!(by_name("dual")["spec"].get("balancePools").is_none());
     assert_eq!(by_name("default")["spec"]["gratuitous"]["enabled"], true);
     assert_eq!(by_name("edge")["spec"]["localInterface"], "^eth[0-9]$");
     assert_eq!(by_name("edge")["spec"]["gratuitous"]["count"], 5);

@@ -4,9 +4,11 @@
 mod allocation;
 mod announcing;
 mod auto_assign;
+mod balanced;
 mod cross_group;
 mod groups;
 mod model;
+mod peer_annotations;
 mod pools;
 mod sharing;
 

@@ -347,3 +347,78 @@ fn counts_capacity_exactly() {
         assert_eq!(s.capacity(), *want, "{name}");
     }
 }
+
+#[test]
+fn spans_a_range_by_enumeration() {
+    // (name, space, the addresses it may hold, ranges asked about)
+    let cases: &[(&str, Space, &str, &[&str])] = &[
+        (
+            "two ranges, reserved and buggy",
+            space(
+                Family::V4,
+                &["192.0.2.250-192.0.3.5", "192.0.3.20-192.0.3.30"],
+                true,
+                &["192.0.2.252", "192.0.3.25"],
+            ),
+            "192.0.2.240-192.0.3.40",
+            &[
+                "192.0.2.250-192.0.3.5",
+                "192.0.3.20-192.0.3.30",
+                "192.0.2.255-192.0.3.0",
+                "192.0.3.6-192.0.3.19",
+                "192.0.2.240-192.0.3.40",
+                "192.0.3.25/32",
+                "192.0.3.24-192.0.3.26",
+            ],
+        ),
+        (
+            "aggregation blocks",
+            blocks(
+                Family::V4,
+                &["203.0.113.0/26"],
+                false,
+                &[("203.0.113.0/26", 28)],
+            ),
+            "203.0.113.0/25",
+            &[
+                "203.0.113.0/26",
+                "203.0.113.0/28",
+                "203.0.113.15-203.0.113.16",
+                "203.0.113.15-203.0.113.17",
+            ],
+        ),
+    ];
+    for (name, s, around, ranges) in cases {
+        let around = AddrRange::parse(around).expect("test range");
+        let all: Vec<u128> = (to_u128(around.start)..=to_u128(around.end))
+            .filter(|&a| s.contains(from_u128(s.family(), a).expect("in family")))
+            .collect();
+        for r in *ranges {
+            let range = AddrRange::parse(r).expect("test range");
+            let inside: Vec<u128> = all
+                .iter()
+                .copied()
+                .filter(|&a| to_u128(range.start) <= a && a <= to_u128(range.end))
+                .collect();
+            let want = inside.first().map(|&first| {
+                let ix = |a: u128| s.rank(from_u128(s.family(), a).expect("in family"));
+                (
+                    ix(first).expect("allocatable"),
+                    ix(*inside.last().expect("not empty")).expect("allocatable"),
+                )
+            });
+            assert_eq!(s.span(range), want, "{name}: {r}");
+        }
+    }
+    // The wrong family, and a space with nothing in it.
+    let v4 = space(Family::V4, &["192.0.2.0/24"], false, &[]);
+    assert_eq!(
+        v4.span(AddrRange::parse("2001:db8::/120").expect("test range")),
+        None
+    );
+    let empty = space(Family::V4, &[], false, &[]);
+    assert_eq!(
+        empty.span(AddrRange::parse("192.0.2.0/24").expect("test range")),
+        None
+    );
+}

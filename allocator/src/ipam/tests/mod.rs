@@ -1,6 +1,7 @@
 //! Table-driven tests of the IPAM core's behaviour; helpers shared by its submodules.
 
 mod allocation;
+mod balanced;
 mod pool_changes;
 
 use super::*;
