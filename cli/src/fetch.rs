@@ -133,22 +133,32 @@ pub async fn cluster(client: &Client, namespace: &str) -> Result<Cluster> {
 /// Every Service, in any namespace, whose `status.loadBalancer` shows `address` (several when
 /// they share it), with the nodes of their ready endpoints; sorted by namespace and name.
 pub async fn services_with_address(client: &Client, address: IpAddr) -> Result<Vec<ServiceInfo>> {
+    // Its addresses, as `where` reads them, without its endpoints yet.
+    let out = services_where(client, |s| s.addresses.contains(&address).then_some(true)).await?;
+    if out.is_empty() {
+        return Err(Error::NoServiceWithAddress(address));
+    }
+    Ok(out)
+}
+
+/// Every Service in any namespace that `keep` keeps (read without its endpoints; `Some(true)`:
+/// keep it with the nodes of its ready endpoints), sorted by namespace and name.
+async fn services_where(
+    client: &Client,
+    keep: impl Fn(&ServiceInfo) -> Option<bool>,
+) -> Result<Vec<ServiceInfo>> {
     let all = Api::<Service>::all(client.clone())
         .list(&ListParams::default())
         .await
         .map_err(api_err("listing Services"))?;
     let mut out = Vec::new();
     for svc in &all.items {
-        // Its addresses, as `where` reads them, without its endpoints yet.
-        if ServiceInfo::from_objects(svc, &[])
-            .addresses
-            .contains(&address)
-        {
-            out.push(with_endpoints(client, svc).await?);
+        let info = ServiceInfo::from_objects(svc, &[]);
+        match keep(&info) {
+            Some(true) => out.push(with_endpoints(client, svc).await?),
+            Some(false) => out.push(info),
+            None => {}
         }
-    }
-    if out.is_empty() {
-        return Err(Error::NoServiceWithAddress(address));
     }
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(out)
@@ -209,24 +219,7 @@ pub async fn installed_components(client: &Client, namespace: &str) -> Result<Ve
 /// with the nodes of their ready endpoints when `externalTrafficPolicy` is Local (the only
 /// case where they change where an address goes); sorted by namespace and name.
 pub async fn our_services(client: &Client) -> Result<Vec<ServiceInfo>> {
-    let all = Api::<Service>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(api_err("listing Services"))?;
-    let mut out = Vec::new();
-    for svc in &all.items {
-        let info = ServiceInfo::from_objects(svc, &[]);
-        if !info.is_ours() {
-            continue;
-        }
-        out.push(if info.etp_local {
-            with_endpoints(client, svc).await?
-        } else {
-            info
-        });
-    }
-    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    Ok(out)
+    services_where(client, |s| s.is_ours().then_some(s.etp_local)).await
 }
 
 /// The newest `AllocationFailed` Event message per Service (`namespace/name`), any namespace.

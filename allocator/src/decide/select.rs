@@ -7,7 +7,7 @@ use ferrolb_api::contracts::LOAD_BALANCER_CLASS;
 use ferrolb_api::pool::Family;
 use ferrolb_api::servicegroup::selection::{self, Ask, GroupFacts, Selection};
 
-use crate::observe::{GroupView, Policy, SvcView};
+use crate::observe::{GroupView, SvcView};
 use crate::state::{Book, GroupBook, Owner};
 
 /// How the allocator was started.
@@ -59,11 +59,7 @@ pub fn ask(s: &SvcView) -> Ask<'_> {
     Ask {
         namespace: &s.key.namespace,
         families: &s.families,
-        policy: match s.policy {
-            Policy::SingleStack => selection::Policy::SingleStack,
-            Policy::PreferDualStack => selection::Policy::PreferDualStack,
-            Policy::RequireDualStack => selection::Policy::RequireDualStack,
-        },
+        policy: s.policy,
     }
 }
 

@@ -31,14 +31,8 @@ impl fmt::Display for ObjKey {
     }
 }
 
-/// `spec.ipFamilyPolicy`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Policy {
-    #[default]
-    SingleStack,
-    PreferDualStack,
-    RequireDualStack,
-}
+/// `spec.ipFamilyPolicy`: the selection rule's own.
+pub use ferrolb_api::servicegroup::selection::Policy;
 
 /// The annotations the allocator writes on a Service.
 pub const WRITTEN_ANNOTATIONS: [&str; 5] = [
