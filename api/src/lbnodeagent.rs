@@ -31,6 +31,7 @@ pub const SELECTOR_OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExis
     version = "v1",
     kind = "LBNodeAgent",
     shortname = "lbna",
+    printcolumn = r#"{"name":"Node selector","type":"string","jsonPath":".spec.nodeSelector"}"#,
     printcolumn = r#"{"name":"Local interface","type":"string","jsonPath":".spec.localInterface"}"#,
     printcolumn = r#"{"name":"Virtual interface","type":"string","jsonPath":".spec.virtualInterface"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#

@@ -23,6 +23,8 @@ const ADDR_TEXT_MAX: u32 = 96;
     printcolumn = r#"{"name":"Pools","type":"string","jsonPath":".status.pools"}"#,
     printcolumn = r#"{"name":"Allocated","type":"string","jsonPath":".status.usage"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Exhausted","type":"string","jsonPath":".status.conditions[?(@.type==\"Exhausted\")].status"}"#,
+    printcolumn = r#"{"name":"Out of pool","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"OutOfPoolAllocations\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("has(self.local) != has(self.virtual)").message("spec: set exactly one of spec.local or spec.virtual"))]

@@ -239,6 +239,28 @@ async fn edge_pools_and_a_waiting_service_served_by_a_new_range() {
     env.apply_svc(&svc("d").group(&one)).await;
     env.wait_event("d", reason::ALLOCATION_FAILED).await;
     env.wait_condition(&one, "Exhausted", "True").await;
+    // `kubectl get servicegroups` says so beside Ready (an exhausted group is still Ready).
+    let out = env
+        .cp
+        .kubectl()
+        .args(["get", "servicegroup", &one])
+        .output()
+        .expect("kubectl runs");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Columns by their header's offset (a value may hold spaces: "v4 1/1").
+    let (header, row) = (
+        table.lines().next().unwrap_or_default(),
+        table.lines().nth(1),
+    );
+    let cell = |name: &str| {
+        let at = header.find(&format!(" {name} "))? + 1;
+        row?.get(at..)?.split_whitespace().next()
+    };
+    assert_eq!(
+        (cell("READY"), cell("EXHAUSTED")),
+        (Some("True"), Some("True")),
+        "{table}"
+    );
     env.delete_svc("a").await;
     env.wait_ips("d", &["192.0.2.40"]).await;
     // A range added to the exhausted group serves the one waiting.
