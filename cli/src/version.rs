@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::table;
@@ -110,48 +111,48 @@ fn component_of(labels: Option<&std::collections::BTreeMap<String, String>>) -> 
 
 /// The components, allocator first, from the Deployments and DaemonSets the chart labelled.
 pub fn components(deployments: &[Deployment], daemonsets: &[DaemonSet]) -> Vec<Component> {
-    let mut out = Vec::new();
-    for d in deployments {
-        let (images, versions) = images(
-            &d.spec
-                .as_ref()
-                .map(|s| s.template.clone())
-                .unwrap_or_default(),
-        );
+    let deployments = deployments.iter().map(|d| {
         let status = d.status.clone().unwrap_or_default();
         let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        out.push(Component {
-            component: component_of(d.metadata.labels.as_ref()),
-            workload: format!("Deployment/{}", d.metadata.name.as_deref().unwrap_or("?")),
-            images,
-            versions,
-            ready: format!("{}/{desired}", status.ready_replicas.unwrap_or(0)),
-            outdated: (status.replicas.unwrap_or(0) - status.updated_replicas.unwrap_or(0)).max(0),
-        });
-    }
-    for d in daemonsets {
-        let (images, versions) = images(
-            &d.spec
-                .as_ref()
-                .map(|s| s.template.clone())
-                .unwrap_or_default(),
-        );
+        component(
+            "Deployment",
+            &d.metadata,
+            d.spec.as_ref().map(|s| &s.template),
+            (status.ready_replicas.unwrap_or(0), desired),
+            status.replicas.unwrap_or(0) - status.updated_replicas.unwrap_or(0),
+        )
+    });
+    let daemonsets = daemonsets.iter().map(|d| {
         let status = d.status.clone().unwrap_or_default();
-        out.push(Component {
-            component: component_of(d.metadata.labels.as_ref()),
-            workload: format!("DaemonSet/{}", d.metadata.name.as_deref().unwrap_or("?")),
-            images,
-            versions,
-            ready: format!(
-                "{}/{}",
-                status.number_ready, status.desired_number_scheduled
-            ),
-            outdated: (status.desired_number_scheduled
-                - status.updated_number_scheduled.unwrap_or(0))
-            .max(0),
-        });
+        component(
+            "DaemonSet",
+            &d.metadata,
+            d.spec.as_ref().map(|s| &s.template),
+            (status.number_ready, status.desired_number_scheduled),
+            status.desired_number_scheduled - status.updated_number_scheduled.unwrap_or(0),
+        )
+    });
+    deployments.chain(daemonsets).collect()
+}
+
+/// One workload as a component: (ready, desired) pods, and how many are not yet on its
+/// current template.
+fn component(
+    kind: &str,
+    meta: &ObjectMeta,
+    template: Option<&PodTemplateSpec>,
+    (ready, desired): (i32, i32),
+    outdated: i32,
+) -> Component {
+    let (images, versions) = images(&template.cloned().unwrap_or_default());
+    Component {
+        component: component_of(meta.labels.as_ref()),
+        workload: format!("{kind}/{}", meta.name.as_deref().unwrap_or("?")),
+        images,
+        versions,
+        ready: format!("{ready}/{desired}"),
+        outdated: outdated.max(0),
     }
-    out
 }
 
 pub fn render(r: &VersionReport) -> String {

@@ -364,19 +364,7 @@ async fn version_shows_the_api_server_and_the_images_installed() {
         "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {}}]\ncurrent-context: c\n",
     )
     .expect("a kubeconfig");
-    let version = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .arg("--kubeconfig")
-            .arg(&down)
-            .args(args)
-            .output()
-            .expect("kubectl-ferrolb runs");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let version = |args: &[&str]| run_with(&down, args);
     let (code, text, err) = version(&["version", "--client"]);
     assert_eq!(code, Some(0), "{text}{err}");
     assert!(

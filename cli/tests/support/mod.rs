@@ -20,12 +20,7 @@ use serde_json::{Value, json};
 pub const BIN: &str = env!("CARGO_BIN_EXE_kubectl-ferrolb");
 
 pub fn run(cp: &ControlPlane, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("--kubeconfig")
-        .arg(cp.kubeconfig())
-        .args(args)
-        .output()
-        .expect("kubectl-ferrolb runs");
+    let out = output(cp.kubeconfig(), args);
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -131,12 +126,12 @@ pub async fn service_group(client: &Client, name: &str, spec: Value, status: Val
 
 /// Runs kubectl-ferrolb against `cp`: exit code, standard output, standard error.
 pub fn run_status(cp: &ControlPlane, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(BIN)
-        .arg("--kubeconfig")
-        .arg(cp.kubeconfig())
-        .args(args)
-        .output()
-        .expect("kubectl-ferrolb runs");
+    run_with(cp.kubeconfig(), args)
+}
+
+/// Runs kubectl-ferrolb with `kubeconfig`: exit code, standard output, standard error.
+pub fn run_with(kubeconfig: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = output(kubeconfig, args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -154,4 +149,13 @@ pub async fn renew_lease(client: &Client, node: &str) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+fn output(kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl-ferrolb runs")
 }
