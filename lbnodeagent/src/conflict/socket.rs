@@ -79,7 +79,8 @@ impl Socket {
     /// counts even when the reading thread has not run yet (a starved process: a loaded node,
     /// or every agent busy at once after an API server's return).
     pub(super) fn drain(&self) -> Vec<Answer> {
-        let mut buf = vec![0u8; 2048];
+        // On the stack: the prober drains every step (tens of times a second).
+        let mut buf = [0u8; 2048];
         let mut answers = Vec::new();
         // Bounded: a flood of frames cannot keep the prober here.
         for _ in 0..1024 {
