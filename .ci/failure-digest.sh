@@ -17,6 +17,8 @@ panics=$(awk '
   }
 ' "$log")
 echo "$panics"
+# A property test's shrunk input, which is what reproduces it (the seed is random per run).
+awk '/minimal failing input/ { on = 1; n = 0 } on && n < 150 { print; n++ } /^\tsuccesses:/ { on = 0 }' "$log"
 echo "--- cargo's errors"
 grep -E "^error|process didn't exit successfully|signal: [0-9]+|could not compile|No space left" "$log" | tail -n 40
 if [ -z "$panics" ]; then

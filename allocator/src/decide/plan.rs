@@ -255,9 +255,14 @@ fn allocate(
     }
     // Why the group was picked, told with each new address.
     let mut why_chosen: Option<String> = None;
+    // One that names no group and kept none of what it showed (it dropped its sharing key, lost
+    // to an older claim or changed families) starts over like a new Service: the group its old
+    // addresses came from no longer holds it. Else the next pass, seeing it hold nothing,
+    // would pick another group than this one.
+    let starts_over = svc.group.is_none() && w.held.is_empty();
     let group = match &w.group {
-        Some(g) => g.clone(),
-        None => {
+        Some(g) if !starts_over => g.clone(),
+        _ => {
             let selection = auto_select(svc, &w.owner, groups, book);
             match selection.chosen() {
                 Some((g, _)) => {
@@ -276,8 +281,12 @@ fn allocate(
             }
         }
     };
-    let (gname, fams) = match (&group, &w.families) {
-        (Ok(g), Ok(_)) => {
+    let families_of_old_group = match &w.families {
+        Err(e) if !starts_over => Err(e),
+        _ => Ok(()),
+    };
+    let (gname, fams) = match (&group, families_of_old_group) {
+        (Ok(g), Ok(())) => {
             // Families again, from what the Service kept: one its group has no pool for is
             // offered only while the Service still holds it (it may have given it up above).
             let mut offered = book

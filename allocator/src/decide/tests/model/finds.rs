@@ -108,3 +108,23 @@ fn a_group_that_gives_out_nothing_blocks_nobody_and_what_it_holds_stays_held() {
         Op::SetSvc(3, user_svc(Some(1), 0, None, 0)),
     ]);
 }
+
+/// A Service leaves a shared address of an overlapped group for auto-assign in the older,
+/// overlapping group.
+#[test]
+fn a_sharer_leaving_for_the_group_that_overlaps_its_own() {
+    run(&[
+        Op::SetGroup(0, pools(&[], &[], false)),
+        Op::SetSvc(1, user_svc(Some(2), 1, Some(1), 0)),
+        Op::SetGroup(2, pools(&[], &[(0, 0)], false)),
+        Op::SetSvc(0, user_svc(Some(2), 1, Some(1), 1)),
+        Op::SetGroup(0, pools(&[], &[(0, 0), (5, 8)], false)),
+        Op::SetSvc(
+            0,
+            SvcSpec {
+                v6_first: true,
+                ..user_svc(None, 0, None, 0)
+            },
+        ),
+    ]);
+}
