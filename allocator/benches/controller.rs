@@ -106,8 +106,8 @@ impl Allocator {
                 .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
                 .unwrap_or(0.0)
         };
-        let count = value("ferrolb_reconcile_duration_seconds_count");
-        let sum = value("ferrolb_reconcile_duration_seconds_sum");
+        let count = value("ferrolb_allocator_reconcile_duration_seconds_count");
+        let sum = value("ferrolb_allocator_reconcile_duration_seconds_sum");
         (count as u64, if count > 0.0 { sum / count } else { 0.0 })
     }
 

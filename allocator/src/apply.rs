@@ -244,11 +244,8 @@ impl Applier {
         if let Ok(mut w) = self.group_writes.lock() {
             w.retain(|name| groups.contains_key(name.as_str()));
         }
-        self.metrics.usages(plan.groups.iter().flat_map(|p| {
-            p.usage.iter().map(|(family, capacity, allocated)| {
-                (p.name.as_str(), *family, *capacity, *allocated)
-            })
-        }));
+        self.metrics.groups(&plan.groups);
+        self.metrics.announced(&plan.services);
         for p in &plan.groups {
             let Some(g) = groups.get(p.name.as_str()) else {
                 continue;
@@ -370,6 +367,7 @@ impl Applier {
         };
         out.status_written = write(status, &mut out).await;
         if out.status_written && out.leader_lost.is_none() {
+            self.metrics.holders_changed(p);
             for n in &p.news {
                 if self.publish(s, n, now).await == Published::Later {
                     self.pend(&s.uid, n.clone());

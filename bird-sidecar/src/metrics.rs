@@ -1,4 +1,5 @@
-//! Prometheus metrics (prefix `ferrolb`) and the `/metrics`, `/healthz`, `/readyz` endpoints.
+//! Prometheus metrics (names `ferrolb_router_*`) and the `/metrics`, `/healthz`, `/readyz`
+//! endpoints.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,9 @@ pub struct ProtocolLabels {
     pub proto: String,
 }
 
+/// Every name this registry exports starts with this.
+pub const PREFIX: &str = "ferrolb_router";
+
 /// How long the loop may go without a beat before `/healthz` fails, until the loop says.
 const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(60);
 
@@ -43,6 +47,8 @@ pub struct Metrics {
     registry: Registry,
     pub config_applied: Counter,
     pub config_rejected: Counter,
+    /// 1 when the last rendered config was accepted, 0 when it was refused or none was yet.
+    pub config_accepted: Gauge,
     pub bird_restarts: Counter,
     pub bgp_session_up: Family<PeerLabels, Gauge>,
     pub bgp_prefixes_exported: Family<PeerLabels, Gauge>,
@@ -71,10 +77,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("ferrolb");
+        let mut registry = Registry::with_prefix(PREFIX);
         let m = Metrics {
             config_applied: Counter::default(),
             config_rejected: Counter::default(),
+            config_accepted: Gauge::default(),
             bird_restarts: Counter::default(),
             bgp_session_up: Family::default(),
             bgp_prefixes_exported: Family::default(),
@@ -90,14 +97,20 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register(
-            "router_config_applied",
+            "config_applied",
             "Rendered BIRD configs validated and applied",
             m.config_applied.clone(),
         );
         registry.register(
-            "router_config_rejected",
+            "config_rejected",
             "Rendered BIRD configs that failed to render or that BIRD refused; the old config stayed",
             m.config_rejected.clone(),
+        );
+        registry.register(
+            "config_accepted",
+            "1 when BIRD accepted the last rendered config, 0 when it was refused (the old one \
+             stays) or before the first",
+            m.config_accepted.clone(),
         );
         registry.register(
             "bird_restarts",
@@ -120,16 +133,26 @@ impl Metrics {
             m.bgp_prefixes_imported.clone(),
         );
         registry.register(
-            "router_protocol_up",
+            "protocol_up",
             "1 when the BIRD protocol is up",
             m.protocol_up.clone(),
         );
         registry.register(
-            "router_draining",
+            "draining",
             "1 while the sidecar drains BIRD before stopping",
             m.draining.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Counts a rendered config BIRD accepted (`true`) or refused, and remembers which.
+    pub fn config_outcome(&self, accepted: bool) {
+        if accepted {
+            self.config_applied.inc();
+        } else {
+            self.config_rejected.inc();
+        }
+        self.config_accepted.set(i64::from(accepted));
     }
 
     /// Replaces the session gauges with what `show protocols all` says now (a protocol that is
@@ -208,6 +231,26 @@ impl Metrics {
     }
 }
 
+/// The exposition of a registry with a series in every family: every name the sidecar exports
+/// (e2e/tests/alerts.rs checks the chart's alerts and dashboard against it). An empty family
+/// is not encoded at all, hence the series.
+pub fn specimen() -> String {
+    let m = Metrics::new();
+    m.config_outcome(true);
+    m.config_outcome(false);
+    m.bird_restarts.inc();
+    m.draining.set(0);
+    m.set_protocols(&[Protocol {
+        name: "peer_192_0_2_1".into(),
+        proto: "BGP".into(),
+        state: "up".into(),
+        bgp_state: Some("Established".into()),
+        neighbor_address: Some("192.0.2.1".into()),
+        ..Default::default()
+    }]);
+    m.encode()
+}
+
 /// A loop that last beat at `last` is alive at `now` unless more than `limit` has passed.
 fn alive(last: Instant, now: Instant, limit: Duration) -> bool {
     now.saturating_duration_since(last) <= limit
@@ -270,6 +313,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_specimen_has_every_family() {
+        let text = specimen();
+        let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(families, 9, "{text}");
+    }
+
+    #[test]
+    fn config_accepted_follows_the_last_outcome() {
+        let m = Metrics::new();
+        let cases = [
+            ("before the first", None, 0),
+            ("accepted", Some(true), 1),
+            ("refused", Some(false), 0),
+            ("accepted again", Some(true), 1),
+        ];
+        for (name, outcome, want) in cases {
+            if let Some(accepted) = outcome {
+                m.config_outcome(accepted);
+            }
+            assert_eq!(m.config_accepted.get(), want, "{name}");
+        }
+        assert_eq!(m.config_applied.get(), 2);
+        assert_eq!(m.config_rejected.get(), 1);
+    }
+
+    #[test]
     fn a_loop_is_stuck_only_past_its_limit() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
@@ -302,22 +371,27 @@ mod tests {
     }
 
     #[test]
-    fn exports_sessions_and_counters_with_the_ferrolb_prefix() {
+    fn exports_sessions_and_counters_as_ferrolb_router() {
         let m = Metrics::new();
-        m.config_applied.inc();
+        m.config_outcome(true);
         let text = include_str!("../tests/fixtures/show-protocols-all-established.txt");
         m.set_protocols(&crate::status::parse_protocols(text));
         let out = m.encode();
         let cases = [
             "ferrolb_router_config_applied_total 1",
             "ferrolb_router_config_rejected_total 0",
-            "ferrolb_bgp_session_up{peer=\"192.0.2.1\",protocol=\"peer_192_0_2_1\"} 1",
-            "ferrolb_bgp_session_up{peer=\"192.0.2.77\",protocol=\"peer_192_0_2_77\"} 0",
-            "ferrolb_bgp_prefixes_exported{peer=\"2001:db8:1::1\",protocol=\"peer_2001_db8_1__1\"} 1",
+            "ferrolb_router_config_accepted 1",
+            "ferrolb_router_bird_restarts_total 0",
+            "ferrolb_router_bgp_session_up{peer=\"192.0.2.1\",protocol=\"peer_192_0_2_1\"} 1",
+            "ferrolb_router_bgp_session_up{peer=\"192.0.2.77\",protocol=\"peer_192_0_2_77\"} 0",
+            "ferrolb_router_bgp_prefixes_exported{peer=\"2001:db8:1::1\",protocol=\"peer_2001_db8_1__1\"} 1",
             "ferrolb_router_protocol_up{protocol=\"ferrolb_ospf\",proto=\"OSPF\"} 1",
         ];
         for want in cases {
             assert!(out.contains(want), "{want:?} not in\n{out}");
+        }
+        for line in out.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            assert!(line.starts_with("ferrolb_router_"), "{line}");
         }
         m.set_protocols(&[]);
         assert!(

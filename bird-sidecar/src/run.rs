@@ -199,7 +199,7 @@ impl Sidecar {
                     snapshot.values.peers.len()
                 );
                 tracing::info!(config = %self.settings.paths.config.display(), "{note}");
-                self.metrics.config_applied.inc();
+                self.metrics.config_outcome(true);
                 self.events.applied(note).await;
                 self.applied = Some((want.config, snapshot));
                 self.rejected = None;
@@ -227,7 +227,7 @@ impl Sidecar {
         };
         let note = format!("{e}. {kept}; fix the ferrolb-bird template or the values.");
         tracing::error!("{note}");
-        self.metrics.config_rejected.inc();
+        self.metrics.config_outcome(false);
         self.events.rejected(note).await;
     }
 

@@ -200,12 +200,14 @@ fn tor_learns_the_aggregate_with_its_community_and_the_drain_shuts_down_graceful
     let metrics = wait_for("session metrics", ROUTER_WAIT, || {
         let (_, body) = http_get(ns, "/metrics").unwrap_or_default();
         Ok(body
-            .contains("ferrolb_bgp_session_up{peer=\"192.0.2.1\",protocol=\"peer_192_0_2_1\"} 1")
+            .contains(
+                "ferrolb_router_bgp_session_up{peer=\"192.0.2.1\",protocol=\"peer_192_0_2_1\"} 1",
+            )
             .then_some(body))
     })
     .unwrap_or_else(|e| panic!("{}", explain(&sidecar, &e)));
     for want in [
-        "ferrolb_bgp_prefixes_exported{peer=\"192.0.2.1\",protocol=\"peer_192_0_2_1\"} 1",
+        "ferrolb_router_bgp_prefixes_exported{peer=\"192.0.2.1\",protocol=\"peer_192_0_2_1\"} 1",
         "ferrolb_router_config_applied_total 1",
         "ferrolb_router_config_rejected_total 0",
     ] {

@@ -40,3 +40,6 @@ build kubernetes "kubernetes-$KUBERNETES_VERSION-nodes" \
   k8s.io/kubernetes/cmd/kube-scheduler
 build etcd "etcd-$ETCD_VERSION" etcd "" go.etcd.io/etcd/server/v3
 build helm "helm-$HELM_VERSION" helm "" helm.sh/helm/v3/cmd/helm
+# promtool checks and unit-tests the chart's alerting rules (e2e/tests/alerts.rs).
+build prometheus "promtool-$PROMETHEUS_VERSION" promtool "" \
+  github.com/prometheus/prometheus/cmd/promtool

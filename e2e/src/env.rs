@@ -1,6 +1,7 @@
 //! What a test may assume about the machine: root, network namespaces, the built tools.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// True under CI (`CI=true`), where a test that cannot get what it needs must fail, not skip.
 pub fn in_ci() -> bool {
@@ -82,6 +83,7 @@ pub fn tool(name: &str) -> PathBuf {
         }
         "etcd" => format!("etcd-{}", version("ETCD_VERSION")),
         "helm" => format!("helm-{}", version("HELM_VERSION")),
+        "promtool" => format!("promtool-{}", version("PROMETHEUS_VERSION")),
         other => panic!("{other} is not one of the test tools"),
     };
     tools_cache().join(dir).join(name)
@@ -109,4 +111,26 @@ pub fn binary(name: &str) -> PathBuf {
         dir
     };
     dir.join(name)
+}
+
+/// helm with its own config and cache directories (nothing of the user's is read or written),
+/// reaching the cluster of `kubeconfig` when given.
+pub fn helm(kubeconfig: Option<&Path>) -> Command {
+    let home = std::env::temp_dir().join(format!("ferrolb-helm-{}", std::process::id()));
+    let mut cmd = Command::new(tool("helm"));
+    cmd.env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    if let Some(kc) = kubeconfig {
+        cmd.arg("--kubeconfig").arg(kc);
+    }
+    cmd
+}
+
+/// The repository's helm chart.
+pub fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e lives in the workspace")
+        .join("manifests/helm/ferrolb")
 }

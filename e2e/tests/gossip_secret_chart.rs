@@ -4,27 +4,15 @@
 //! Secret at all, so renders are identical; `helm install` still generates the key once and
 //! upgrades keep it (the packaging lifecycle test).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use ferrolb_e2e::env;
 
-fn chart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("e2e lives in the workspace")
-        .join("manifests/helm/ferrolb")
-}
-
 /// `helm template` of the chart in ferrolb-system with `sets`, without a cluster.
 fn template(sets: &[&str]) -> String {
-    let home = std::env::temp_dir().join(format!("ferrolb-helm-gs-{}", std::process::id()));
-    let mut cmd = Command::new(env::tool("helm"));
-    cmd.env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .args(["template", "ferrolb"])
-        .arg(chart())
+    let mut cmd = env::helm(None);
+    cmd.args(["template", "ferrolb"])
+        .arg(env::chart_dir())
         .args(["--namespace", "ferrolb-system"]);
     for s in sets {
         cmd.args(["--set", s]);

@@ -1,8 +1,10 @@
-//! The agent's metrics (prometheus-client, prefix `ferrolb`) and its `/metrics`, `/healthz`,
-//! `/readyz` endpoint.
+//! The agent's metrics (prometheus-client, names `ferrolb_agent_*`) and its `/metrics`,
+//! `/healthz`, `/readyz` endpoint. What a gauge shows is computed by pure functions
+//! ([`announced`]); this module only carries it out.
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -38,6 +40,52 @@ struct FamilyLabels {
     family: &'static str,
 }
 
+/// Every name this registry exports starts with this.
+pub const PREFIX: &str = "ferrolb_agent";
+
+/// One address this node announces. Not `namespace`/`service`: Prometheus's scrape of the
+/// agent's own Service sets those target labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct AnnouncedLabels {
+    pub service_namespace: String,
+    pub service_name: String,
+    pub address: String,
+    pub node: String,
+    /// `local` (this node is the elected holder) or `virtual` (every node routes it).
+    pub kind: &'static str,
+}
+
+/// The addresses `node` announces now: the local addresses it really holds (`held`, by
+/// interface) and the virtual addresses it should carry, each with the Service it belongs to
+/// (`services`: address -> `namespace/name`). An address of no Service is not listed.
+pub fn announced(
+    node: &str,
+    held: &BTreeSet<(String, IpAddr)>,
+    desired: &Desired,
+    services: &BTreeMap<IpAddr, String>,
+) -> BTreeSet<AnnouncedLabels> {
+    let local = held.iter().map(|(_, a)| (*a, AddressKind::Local));
+    let virtuals = desired
+        .addresses
+        .values()
+        .filter(|a| a.kind == AddressKind::Virtual)
+        .map(|a| (a.address, AddressKind::Virtual));
+    local
+        .chain(virtuals)
+        .filter_map(|(address, kind)| {
+            let key = services.get(&address)?;
+            let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+            Some(AnnouncedLabels {
+                service_namespace: namespace.into(),
+                service_name: name.into(),
+                address: address.to_string(),
+                node: node.into(),
+                kind: kind_label(kind),
+            })
+        })
+        .collect()
+}
+
 fn kind_label(kind: AddressKind) -> &'static str {
     match kind {
         AddressKind::Local => "local",
@@ -62,6 +110,12 @@ pub struct Metrics {
     gossip: AuthCounters,
     live_peers: Gauge,
     conflicts: Family<ConflictLabels, Counter>,
+    announced: Family<AnnouncedLabels, Gauge>,
+    /// The series of the last [`Metrics::announced`]: an address this node stopped announcing
+    /// loses its series, not left at 1.
+    announced_series: Mutex<HashSet<AnnouncedLabels>>,
+    lease_renewals: Counter,
+    lease_errors: Counter,
     health: Health,
 }
 
@@ -73,7 +127,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("ferrolb");
+        let mut registry = Registry::with_prefix(PREFIX);
         let m = Metrics {
             held: Family::default(),
             adds: Family::default(),
@@ -85,67 +139,119 @@ impl Metrics {
             gossip: AuthCounters::default(),
             live_peers: Gauge::default(),
             conflicts: Family::default(),
+            announced: Family::default(),
+            announced_series: Mutex::default(),
+            lease_renewals: Counter::default(),
+            lease_errors: Counter::default(),
             health: Health::default(),
             registry: Registry::default(),
         };
         registry.register(
-            "agent_addresses_held",
+            "addresses_held",
             "Addresses this node carries, by kind (local, virtual) and family",
             m.held.clone(),
         );
         registry.register(
-            "agent_address_adds",
+            "address_adds",
             "Addresses added to an interface",
             m.adds.clone(),
         );
         registry.register(
-            "agent_address_removes",
+            "address_removes",
             "Addresses removed from an interface",
             m.removes.clone(),
         );
         registry.register(
-            "agent_address_renewals",
+            "address_renewals",
             "Lifetime renewals of addresses",
             m.renewals.clone(),
         );
         registry.register(
-            "agent_netlink_errors",
+            "netlink_errors",
             "Netlink requests the kernel refused or that failed",
             m.netlink_errors.clone(),
         );
         registry.register(
-            "agent_gratuitous_packets_sent",
+            "gratuitous_packets_sent",
             "Gratuitous ARP (ipv4) and unsolicited NA (ipv6) packets sent",
             m.gratuitous.clone(),
         );
         registry.register(
-            "agent_reconcile_duration_seconds",
+            "reconcile_duration_seconds",
             "Time of one reconcile: kernel dump, decide, diff and apply",
             m.reconcile.clone(),
         );
         registry.register(
-            "agent_gossip_rejected",
+            "gossip_rejected",
             "Gossip datagrams dropped: no valid HMAC under the current or previous key, not \
              chitchat, or too large once signed",
             m.gossip.rejected.clone(),
         );
         registry.register(
-            "agent_gossip_accepted",
+            "gossip_accepted",
             "Gossip datagrams with a valid HMAC",
             m.gossip.accepted.clone(),
         );
         registry.register(
-            "agent_gossip_live_peers",
+            "gossip_live_peers",
             "Other nodes alive in this agent's gossip view",
             m.live_peers.clone(),
         );
         registry.register(
-            "agent_address_conflicts",
+            "address_conflicts",
             "Answers from another MAC to this node's conflict probes for an address it holds or \
              waits for, by family and by whether the MAC is another agent's or foreign",
             m.conflicts.clone(),
         );
+        registry.register(
+            "announced",
+            "1 for each address this node announces now, by Service, address, node and kind \
+             (local: the elected holder; virtual: routed by every node); gone when it stops",
+            m.announced.clone(),
+        );
+        registry.register(
+            "lease_renewals",
+            "Writes of this node's Lease ferrolb-node-<node> the API server took",
+            m.lease_renewals.clone(),
+        );
+        registry.register(
+            "lease_renewal_errors",
+            "Writes of this node's Lease that failed or timed out (retried after 1 s)",
+            m.lease_errors.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Sets the announced gauge to exactly [`announced`]'s addresses.
+    pub fn announced(
+        &self,
+        node: &str,
+        held: &BTreeSet<(String, IpAddr)>,
+        desired: &Desired,
+        services: &BTreeMap<IpAddr, String>,
+    ) {
+        let now: HashSet<AnnouncedLabels> = announced(node, held, desired, services)
+            .into_iter()
+            .collect();
+        for labels in &now {
+            self.announced.get_or_create(labels).set(1);
+        }
+        let mut before = self
+            .announced_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for gone in before.difference(&now) {
+            self.announced.remove(gone);
+        }
+        *before = now;
+    }
+
+    pub fn lease_renewed(&self) {
+        self.lease_renewals.inc();
+    }
+
+    pub fn lease_renewal_failed(&self) {
+        self.lease_errors.inc();
     }
 
     /// Sets the held-addresses gauges from what this node should carry now.
@@ -238,6 +344,42 @@ impl Metrics {
     }
 }
 
+/// The exposition of a registry with a series in every family: every name the agent exports
+/// (e2e/tests/alerts.rs checks the chart's alerts and dashboard against it). An empty family
+/// is not encoded at all, hence the series.
+pub fn specimen() -> String {
+    let m = Metrics::new();
+    let addr: IpAddr = [192, 0, 2, 1].into();
+    let desired = Desired {
+        addresses: BTreeMap::new(),
+        eligible: None,
+        local_interface_v4: None,
+        local_interface_v6: None,
+        subnets: BTreeSet::new(),
+        virtual_interface: String::new(),
+        keep_virtual_interface: false,
+        skipped: Vec::new(),
+    };
+    m.held(&desired);
+    m.added(AddressKind::Local, addr);
+    m.removed();
+    m.renewed(AddressKind::Local, addr);
+    m.netlink_error();
+    m.gratuitous_sent(addr);
+    m.reconciled(0.0);
+    m.live_peers(0);
+    m.address_conflict(addr, false);
+    m.announced(
+        "node",
+        &BTreeSet::from([("eth0".to_string(), addr)]),
+        &desired,
+        &BTreeMap::from([(addr, "ns/svc".to_string())]),
+    );
+    m.lease_renewed();
+    m.lease_renewal_failed();
+    m.render()
+}
+
 /// Binds `addr` and serves the endpoint in a task; returns the bound address (`:0` picks one).
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -281,30 +423,4 @@ fn answer(verdict: Result<(), String>, no: &str) -> (StatusCode, String) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_carry_the_prefix_and_the_conventions() {
-        let m = Metrics::new();
-        m.added(AddressKind::Local, "192.0.2.1".parse().expect("ip"));
-        m.removed();
-        m.gratuitous_sent("2001:db8::1".parse().expect("ip"));
-        m.reconciled(0.002);
-        m.gossip_counters().rejected.inc();
-        m.live_peers(2);
-        let text = m.render();
-        for want in [
-            "ferrolb_agent_address_adds_total{kind=\"local\",family=\"ipv4\"} 1",
-            "ferrolb_agent_address_removes_total 1",
-            "ferrolb_agent_gratuitous_packets_sent_total{family=\"ipv6\"} 1",
-            "ferrolb_agent_reconcile_duration_seconds_count 1",
-            "ferrolb_agent_netlink_errors_total 0",
-            "ferrolb_agent_gossip_rejected_total 1",
-            "ferrolb_agent_gossip_accepted_total 0",
-            "ferrolb_agent_gossip_live_peers 2",
-        ] {
-            assert!(text.contains(want), "{want} missing:\n{text}");
-        }
-    }
-}
+mod tests;

@@ -62,11 +62,11 @@ async fn reports_group_status_and_holds_deletion_while_in_use() {
     let m = env.metrics(&a).await;
     assert!(
         m.contains(&format!(
-            "ferrolb_pool_capacity_addresses{{group=\"{g}\",family=\"ipv4\"}} 10"
+            "ferrolb_allocator_pool_capacity_addresses{{group=\"{g}\",family=\"ipv4\"}} 10"
         )),
         "{m}"
     );
-    assert!(m.contains("ferrolb_allocations_total"), "{m}");
+    assert!(m.contains("ferrolb_allocator_allocations_total"), "{m}");
     // Deleting a group in use waits for its last Service.
     env.groups()
         .delete(&g, &DeleteParams::default())
@@ -82,6 +82,18 @@ async fn reports_group_status_and_holds_deletion_while_in_use() {
     env.delete_svc("a").await;
     eventually("the group to go", || async {
         env.groups().get_opt(&g).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    // Issue 20: the series of a deleted group, and of a released address, go with them.
+    let ns = env.name();
+    eventually("the group's pool series to go", || async {
+        let m = env.metrics(&a).await;
+        let gone = [
+            format!("ferrolb_allocator_pool_capacity_addresses{{group=\"{g}\""),
+            format!("ferrolb_allocator_pool_allocated_addresses{{group=\"{g}\""),
+            format!("ferrolb_allocator_address_announcers{{service_namespace=\"{ns}\""),
+        ];
+        (!m.is_empty() && gone.iter().all(|s| !m.contains(s.as_str()))).then_some(())
     })
     .await;
 }

@@ -49,7 +49,7 @@ async fn only_the_leader_writes_and_failover_allocates_nothing_twice() {
     assert!(
         env.metrics(&two)
             .await
-            .contains("ferrolb_reconcile_duration_seconds_count 0")
+            .contains("ferrolb_allocator_reconcile_duration_seconds_count 0")
     );
     // The leader dies; the follower takes over and serves new Services, never twice.
     one.kill();

@@ -174,7 +174,7 @@ async fn writes_nothing_when_settled_even_across_a_restart() {
     eventually("the new allocator to sync", || async {
         env.metrics(&_b)
             .await
-            .contains("ferrolb_reconcile_duration_seconds_count")
+            .contains("ferrolb_allocator_reconcile_duration_seconds_count")
             .then_some(())
     })
     .await;

@@ -52,18 +52,7 @@ pub fn output(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// helm with its own config and cache directories (nothing of the user's is read or written).
-pub fn helm(kubeconfig: Option<&Path>) -> Command {
-    let home = std::env::temp_dir().join(format!("ferrolb-helm-{}", std::process::id()));
-    let mut cmd = Command::new(env::tool("helm"));
-    cmd.env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_DATA_HOME", home.join("data"));
-    if let Some(kc) = kubeconfig {
-        cmd.arg("--kubeconfig").arg(kc);
-    }
-    cmd
-}
+pub use ferrolb_e2e::env::helm;
 
 pub fn helm_ready() -> bool {
     env::require("helm", env::missing_tool("helm"))

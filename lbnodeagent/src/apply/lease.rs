@@ -112,11 +112,13 @@ async fn keep_current(
             Ok(()) => {
                 debug!(node, "per-node Lease renewed");
                 metrics.health().lease_written();
+                metrics.lease_renewed();
                 published.send_replace(Some(annotations));
                 next = tokio::time::Instant::now() + NODE_LEASE_RENEW;
             }
             Err(e) => {
                 warn!(node, error = %e, "cannot write the per-node Lease; retrying");
+                metrics.lease_renewal_failed();
                 next = tokio::time::Instant::now() + RETRY;
             }
         }

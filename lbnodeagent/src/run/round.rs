@@ -187,6 +187,7 @@ pub async fn reconcile(
     ctx.lease
         .publish(lease_annotations(&want, &snapshot.kernel, &holding));
     ctx.metrics.held(&want);
+    ctx.metrics.announced(&ctx.node, &held, &want, &services);
     ctx.metrics.reconciled(started.elapsed().as_secs_f64());
     Ok(Round {
         problem,
