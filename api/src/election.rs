@@ -33,25 +33,9 @@ where
 
 /// Does `selector` select a node with `labels`? `None` or an empty selector selects all.
 pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
-    let Some(sel) = selector else { return true };
-    let labels_ok = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        let value = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            // An unknown operator selects nothing, as the API server would refuse it anyway.
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
+    // A selector that cannot be evaluated (an unknown operator: the API server refuses it)
+    // selects nothing.
+    selector.is_none_or(|sel| crate::servicegroup::admission::matches(sel, labels).unwrap_or(false))
 }
 
 /// The LBNodeAgent that applies to a node: among the non-default agents that select it, the

@@ -2,7 +2,6 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
-use schemars::Schema;
 use serde::{Deserialize, Serialize};
 
 /// The bounds of each duration field, `(least, most)` in the CRD's own notation. The CEL rules
@@ -40,7 +39,7 @@ pub const SELECTOR_OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExis
 pub struct LBNodeAgentSpec {
     /// Nodes that may announce (empty: all nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = bounded_selector)]
+    #[schemars(transform = crate::servicegroup::admission::bounded_selector)]
     #[x_kube(validation = Rule::new(SELECTOR_RULE).message("spec.nodeSelector.matchExpressions: operator must be In or NotIn (with values) or Exists or DoesNotExist (without values)"))]
     pub node_selector: Option<LabelSelector>,
     /// "default" = the interface of the default route, per family; otherwise a regex of
@@ -101,47 +100,6 @@ const REGEX_RULE: &str = "self == 'default' || ''.matches(self) || !''.matches(s
 const SELECTOR_RULE: &str = "!has(self.matchExpressions) || self.matchExpressions.all(e, \
      (e.operator in ['In', 'NotIn'] && has(e.values) && size(e.values) > 0) || \
      (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))";
-
-/// Upper bounds on the label selector's lists and strings (k8s-openapi's schema has none), so
-/// that its CEL rule fits the API server's cost budget. Label keys are at most 253 + 1 + 63
-/// characters, values 63.
-fn bounded_selector(schema: &mut Schema) {
-    let set = |schema: &mut Schema, path: &[&str], key: &str, value: u64| {
-        let mut node = schema.as_object_mut();
-        for step in path {
-            node = node
-                .and_then(|o| o.get_mut(*step))
-                .and_then(|v| v.as_object_mut());
-        }
-        if let Some(node) = node {
-            node.insert(key.into(), value.into());
-        }
-    };
-    let exprs = ["properties", "matchExpressions"];
-    let item = ["properties", "matchExpressions", "items", "properties"];
-    set(schema, &exprs, "maxItems", 32);
-    set(schema, &[&item[..], &["key"]].concat(), "maxLength", 317);
-    set(
-        schema,
-        &[&item[..], &["operator"]].concat(),
-        "maxLength",
-        16,
-    );
-    set(schema, &[&item[..], &["values"]].concat(), "maxItems", 64);
-    set(
-        schema,
-        &[&item[..], &["values", "items"]].concat(),
-        "maxLength",
-        63,
-    );
-    set(schema, &["properties", "matchLabels"], "maxProperties", 32);
-    set(
-        schema,
-        &["properties", "matchLabels", "additionalProperties"],
-        "maxLength",
-        63,
-    );
-}
 
 /// Gratuitous ARP / unsolicited NA after a node takes an address.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -1,8 +1,9 @@
 //! The `ServiceGroup` custom resource: an address pool, local or virtual, and its status.
 
+pub mod admission;
 pub mod selection;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,7 @@ const ADDR_TEXT_MAX: u32 = 96;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("has(self.local) != has(self.virtual)").message("spec: set exactly one of spec.local or spec.virtual"))]
+#[x_kube(validation = Rule::new("!has(self.namespaceDefault) || !self.namespaceDefault || !has(self.autoAssign) || self.autoAssign").message("spec.namespaceDefault: a namespace default auto-assigns; remove autoAssign: false or namespaceDefault"))]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceGroupSpec {
     /// Addresses on the nodes' own LAN: one elected node holds each, the kernel answers ARP/ND.
@@ -37,9 +39,9 @@ pub struct ServiceGroupSpec {
     #[serde(default, rename = "virtual", skip_serializing_if = "Option::is_none")]
     pub virtual_: Option<VirtualSpec>,
     /// Whether Services that name no group may get addresses from this group. Unset: true for
-    /// the group named "default", false for any other. Among the groups that auto-assign and
-    /// admit a Service, the first in priority order with a free address of every family the
-    /// Service needs serves it.
+    /// the group named "default" and for a namespaceDefault group, false for any other. Among
+    /// the groups that auto-assign and admit a Service, the first in priority order (a default
+    /// of its namespace first) with a free address of every family the Service needs serves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_assign: Option<bool>,
     /// Order among the groups with autoAssign (as MetalLB's serviceAllocation.priority): lower
@@ -52,6 +54,30 @@ pub struct ServiceGroupSpec {
     #[schemars(length(max = 64), inner(length(max = 253)))]
     #[x_kube(validation = Rule::new("self.all(n, n.size() <= 63)").message("spec.namespaces: each namespace name is at most 63 characters"))]
     pub namespaces: Vec<String>,
+    /// Only Services in namespaces whose labels match this selector may use this group, by
+    /// name or by auto-assign (unset: all). Applies together with spec.namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = admission::bounded_selector)]
+    #[x_kube(validation = Rule::new(admission::OPERATOR_RULE).message("spec.namespaceSelector.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"))]
+    #[x_kube(validation = Rule::new(admission::VALUES_RULE).message("spec.namespaceSelector.matchExpressions: In and NotIn need at least one value, Exists and DoesNotExist take none"))]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Only Services whose own labels match this selector may use this group, by name or by
+    /// auto-assign (unset: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = admission::bounded_selector)]
+    #[x_kube(validation = Rule::new(admission::OPERATOR_RULE).message("spec.serviceSelector.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"))]
+    #[x_kube(validation = Rule::new(admission::VALUES_RULE).message("spec.serviceSelector.matchExpressions: In and NotIn need at least one value, Exists and DoesNotExist take none"))]
+    pub service_selector: Option<LabelSelector>,
+    /// The default group of the namespaces it admits (spec.namespaces and
+    /// spec.namespaceSelector): it auto-assigns, and for Services of those namespaces it is
+    /// tried before every other auto-assign candidate, whatever their priority.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub namespace_default: bool,
+    /// Makes the namespaces this group admits by spec.namespaces and spec.namespaceSelector its
+    /// tenants: their Services may use only the groups with enforceNamespaces that admit them,
+    /// by name or by auto-assign. No effect without spec.namespaces or spec.namespaceSelector.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enforce_namespaces: bool,
     /// Skip IPv4 addresses ending in .0 and .255 (some clients treat them as broadcast).
     #[serde(default, rename = "avoidBuggyIPs")]
     pub avoid_buggy_ips: bool,
@@ -217,9 +243,10 @@ impl ServiceGroupSpec {
     }
 
     /// Whether the group named `name` serves Services that name no group: `autoAssign`, which
-    /// when unset is true only for the group named "default".
+    /// when unset is true for the group named "default" and for a namespace default.
     pub fn auto_assigns(&self, name: &str) -> bool {
-        self.auto_assign.unwrap_or(name == DEFAULT_SERVICE_GROUP)
+        self.auto_assign
+            .unwrap_or(name == DEFAULT_SERVICE_GROUP || self.namespace_default)
     }
 
     /// The IPv4 and IPv6 pools, whichever type the group is.

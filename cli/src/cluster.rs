@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use ferrolb_api::annotations as ann;
 use ferrolb_api::election::agent_for_node;
+use ferrolb_api::pool::Family;
+use ferrolb_api::servicegroup::selection::{Policy, families_and_policy};
 use ferrolb_api::{LBNodeAgent, ServiceGroup, ServiceGroupSpec, ServiceGroupStatus};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -172,6 +174,13 @@ pub struct ServiceInfo {
     /// `status.loadBalancer.ingress[].ip`.
     pub addresses: Vec<IpAddr>,
     pub annotations: BTreeMap<String, String>,
+    /// Its own labels (a group's serviceSelector reads them).
+    pub labels: BTreeMap<String, String>,
+    /// Its namespace's labels (a group's namespaceSelector reads them), when they were read.
+    pub namespace_labels: Option<BTreeMap<String, String>>,
+    /// `spec.ipFamilies` and `spec.ipFamilyPolicy`.
+    pub families: Vec<Family>,
+    pub policy: Policy,
     /// Nodes with a ready endpoint.
     pub endpoint_nodes: BTreeSet<String>,
 }
@@ -180,6 +189,10 @@ impl ServiceInfo {
     pub fn from_objects(svc: &Service, slices: &[EndpointSlice]) -> Self {
         let spec = svc.spec.clone().unwrap_or_default();
         let name = svc.metadata.name.clone().unwrap_or_default();
+        let (families, policy) = families_and_policy(
+            spec.ip_families.as_deref().unwrap_or_default(),
+            spec.ip_family_policy.as_deref(),
+        );
         let endpoint_nodes = slices
             .iter()
             .filter(|s| {
@@ -209,6 +222,10 @@ impl ServiceInfo {
                 .filter_map(|i| i.ip.as_deref()?.parse().ok())
                 .collect(),
             annotations: svc.metadata.annotations.clone().unwrap_or_default(),
+            labels: svc.metadata.labels.clone().unwrap_or_default(),
+            namespace_labels: None,
+            families,
+            policy,
             endpoint_nodes,
         }
     }

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ferrolb_api::{LBNodeAgent, ServiceGroup};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
@@ -185,7 +185,16 @@ async fn with_endpoints(client: &Client, svc: &Service) -> Result<ServiceInfo> {
         .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
         .await
         .map_err(api_err("listing EndpointSlices"))?;
-    Ok(ServiceInfo::from_objects(svc, &slices.items))
+    let mut info = ServiceInfo::from_objects(svc, &slices.items);
+    // A namespaceSelector reads the namespace's labels; without the right to read them the
+    // verdict says it cannot tell.
+    info.namespace_labels = Api::<Namespace>::all(client.clone())
+        .get_metadata_opt(namespace)
+        .await
+        .ok()
+        .flatten()
+        .map(|n| n.metadata.labels.unwrap_or_default());
+    Ok(info)
 }
 
 /// The API server's version.

@@ -93,6 +93,9 @@ pub fn explain(cluster: &Cluster, svc: &ServiceInfo) -> WhereReport {
     if let (Some(g), None) = (&group_name, group) {
         notes.push(format!("ServiceGroup {g} does not exist"));
     }
+    if let Some(why) = group.and_then(|g| group::refusal(cluster, svc, g)) {
+        notes.push(why);
+    }
     let mut selection = Vec::new();
     if svc.type_ == "LoadBalancer" && !group::names_group(svc) {
         let (n, s) = group::explain(cluster, svc);

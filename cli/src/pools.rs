@@ -35,6 +35,8 @@ pub struct GroupConditions {
     pub priority: Option<i32>,
     /// Its place (from 1) in the order groups with autoAssign are tried, when it has autoAssign.
     pub order: Option<usize>,
+    /// `namespaceDefault`: tried before every other group for the namespaces it admits.
+    pub namespace_default: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -104,6 +106,7 @@ fn conditions(g: &Group) -> GroupConditions {
         auto_assign: g.spec.auto_assigns(&g.name),
         priority: g.spec.priority,
         order: None,
+        namespace_default: g.spec.namespace_default,
     };
     let Some(status) = &g.status else {
         out.messages
@@ -148,12 +151,18 @@ pub fn report(cluster: &Cluster) -> PoolsReport {
     }
 }
 
-/// `1 (priority 10)`, `2`, or `off`: where a group stands for Services that name none.
+/// `1 (priority 10)`, `2`, `first in its namespaces, else 3` or `off`: where a group stands for
+/// Services that name none.
 fn auto_text(g: &GroupConditions) -> String {
-    match (g.order, g.priority) {
+    let place = match (g.order, g.priority) {
         (Some(o), Some(p)) => format!("{o} (priority {p})"),
         (Some(o), None) => o.to_string(),
-        (None, _) => "off".into(),
+        (None, _) => return "off".into(),
+    };
+    if g.namespace_default {
+        format!("first in its namespaces, else {place}")
+    } else {
+        place
     }
 }
 
@@ -301,5 +310,14 @@ mod tests {
                 .all(|l| l.trim_end().ends_with("off")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_namespace_default_auto_assigns_and_says_it_goes_first() {
+        let mut team = local_group("team");
+        team.spec.namespace_default = true;
+        let r = report(&cluster(vec![team, virtual_group("default")], vec![]));
+        let text = render(&r);
+        assert!(text.contains("first in its namespaces, else 2"), "{text}");
     }
 }

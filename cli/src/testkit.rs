@@ -113,6 +113,10 @@ pub fn service(group: &str, kind: &str, addresses: &[&str]) -> ServiceInfo {
             (ann::ALLOCATED_FROM.to_string(), group.to_string()),
             (ann::POOL_TYPE.to_string(), kind.to_string()),
         ]),
+        labels: BTreeMap::new(),
+        namespace_labels: Some(BTreeMap::new()),
+        families: Vec::new(),
+        policy: Default::default(),
         endpoint_nodes: Default::default(),
     }
 }

@@ -9,7 +9,9 @@ use ferrolb_api::annotations as ann;
 use ferrolb_api::contracts::reason;
 use ferrolb_api::pool::Family;
 
-use super::select::{Settings, auto_select, families, is_ours, named_group};
+use super::select::{
+    Namespaces, Settings, admitted, auto_select, families, is_ours, named_group, refused,
+};
 use super::{GroupChecks, Note, Plan, SvcPlan, announce, group_status};
 use crate::observe::{GroupView, Snapshot, SvcView};
 use crate::state::{Book, Owner};
@@ -48,14 +50,18 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
         .into_iter()
         .map(|svc| {
             // A named group is the only one a Service uses; one that names none stays in the
-            // group its addresses came from (never moved, never renumbered).
+            // group its addresses came from (never moved, never renumbered). A group that does
+            // not admit the Service (any more: a selector, namespace label or tenancy changed)
+            // gives it nothing new, and takes nothing away.
             let group = match svc.group.as_deref() {
-                Some(n) => Some(named_group(svc, n, &snap.groups).map(|g| g.name.clone())),
+                Some(n) => Some(
+                    named_group(svc, n, &snap.groups, &snap.namespaces).map(|g| g.name.clone()),
+                ),
                 None => svc
                     .ingress
                     .iter()
                     .find_map(|a| origin(svc, *a, &book))
-                    .map(|g| Ok(g.to_string())),
+                    .map(|g| still_admits(svc, g, snap)),
             };
             let families = match &group {
                 None => Ok(Vec::new()),
@@ -96,7 +102,7 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
     book.seal();
     let mut exhausted: BTreeSet<(String, Family)> = BTreeSet::new();
     for w in &mut work {
-        allocate(w, &snap.groups, &mut book, &mut exhausted);
+        allocate(w, &snap.groups, &snap.namespaces, &mut book, &mut exhausted);
     }
     let mut services: Vec<SvcPlan> = work.into_iter().map(|w| finish(w, snap, &book)).collect();
     // Services we no longer serve but once did: take back what we wrote.
@@ -117,6 +123,17 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Plan {
         .map(|g| group_status::group_plan(g, &book, &checks, &exhausted))
         .collect();
     Plan { services, groups }
+}
+
+/// The group a Service that names none got its addresses from, or why it no longer admits the
+/// Service.
+fn still_admits(svc: &SvcView, group: &str, snap: &Snapshot) -> Result<String, String> {
+    match snap.groups.iter().find(|g| g.name == group) {
+        Some(g) => admitted(svc, g, &snap.groups, &snap.namespaces)
+            .map(|()| group.to_string())
+            .map_err(|why| refused(svc, group, &why)),
+        None => Ok(group.to_string()),
+    }
 }
 
 /// The group an address a Service shows came from: the one it was allocated from, else the one
@@ -243,6 +260,7 @@ fn adopt(w: &mut Work<'_>, book: &mut Book, yielding: &BTreeMap<(String, IpAddr)
 fn allocate(
     w: &mut Work<'_>,
     groups: &[GroupView],
+    namespaces: &Namespaces,
     book: &mut Book,
     exhausted: &mut BTreeSet<(String, Family)>,
 ) {
@@ -263,7 +281,7 @@ fn allocate(
     let group = match &w.group {
         Some(g) if !starts_over => g.clone(),
         _ => {
-            let selection = auto_select(svc, &w.owner, groups, book);
+            let selection = auto_select(svc, &w.owner, groups, namespaces, book);
             match selection.chosen() {
                 Some((g, _)) => {
                     why_chosen = Some(selection.why_chosen());

@@ -1,11 +1,14 @@
-//! Which Services are ours, which ServiceGroup serves each (the one named, else the first
-//! candidate of [`selection::select`] with room on the pass's book), and which families it gets.
+//! Which Services are ours, which ServiceGroup serves each (the one named if it admits the
+//! Service, else the first candidate of [`selection::select`] with room on the pass's book), and
+//! which families it gets.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferrolb_api::contracts::LOAD_BALANCER_CLASS;
 use ferrolb_api::pool::Family;
-use ferrolb_api::servicegroup::selection::{self, Ask, GroupFacts, Selection};
+use ferrolb_api::servicegroup::selection::{
+    self, Ask, GroupFacts, Labels, Refusal, Selection, Who, admission, tenancy,
+};
 
 use crate::observe::{GroupView, SvcView};
 use crate::state::{Book, GroupBook, Owner};
@@ -34,30 +37,61 @@ pub fn is_ours(s: &SvcView, settings: &Settings) -> bool {
         }
 }
 
+/// Labels of each Namespace, by name.
+pub type Namespaces = BTreeMap<String, Labels>;
+
 /// The group a Service names, or why it cannot use it (a message that says what to do).
 pub fn named_group<'a>(
     s: &SvcView,
     name: &str,
     groups: &'a [GroupView],
+    namespaces: &Namespaces,
 ) -> Result<&'a GroupView, String> {
     let Some(g) = groups.iter().find(|g| g.name == name) else {
         return Err(format!(
             "ServiceGroup {name:?} (named by the Service's annotation) does not exist; create it or name another group"
         ));
     };
-    if !selection::admits(&g.spec, &s.key.namespace) {
-        return Err(format!(
-            "ServiceGroup {name:?} serves only namespaces {:?}; add {:?} to its spec.namespaces or name another group",
-            g.spec.namespaces, s.key.namespace
-        ));
-    }
+    admitted(s, g, groups, namespaces).map_err(|why| refused(s, name, &why))?;
     Ok(g)
 }
 
-/// What the selection rule needs to know about a Service.
-pub fn ask(s: &SvcView) -> Ask<'_> {
-    Ask {
+/// Whether `g` admits the Service, by the one rule ([`admission`]) the selection uses too.
+pub fn admitted(
+    s: &SvcView,
+    g: &GroupView,
+    groups: &[GroupView],
+    namespaces: &Namespaces,
+) -> Result<(), Refusal> {
+    let who = who(s, namespaces);
+    let tenants = tenancy(&who, groups.iter().map(|g| (g.name.as_str(), &g.spec)));
+    admission(&who, &g.name, &g.spec, &tenants)
+}
+
+/// The Warning for a Service that `group` does not admit: the rule that says no, that what the
+/// Service holds stays, and what to do.
+pub fn refused(s: &SvcView, group: &str, why: &Refusal) -> String {
+    let keeps = if s.ingress.is_empty() {
+        ""
+    } else {
+        "the Service keeps the addresses it has but gets no new one from it; "
+    };
+    format!("ServiceGroup {group}: {why}; {keeps}{}", why.advice())
+}
+
+/// The Service as the admission rule sees it; a namespace not (yet) seen has unknown labels.
+fn who<'a>(s: &'a SvcView, namespaces: &'a Namespaces) -> Who<'a> {
+    Who {
         namespace: &s.key.namespace,
+        namespace_labels: namespaces.get(&s.key.namespace),
+        labels: Some(&s.labels),
+    }
+}
+
+/// What the selection rule needs to know about a Service.
+pub fn ask<'a>(s: &'a SvcView, namespaces: &'a Namespaces) -> Ask<'a> {
+    Ask {
+        who: who(s, namespaces),
         families: &s.families,
         policy: s.policy,
     }
@@ -69,7 +103,7 @@ pub fn families(
     offered: &BTreeSet<Family>,
     group: &str,
 ) -> Result<Vec<Family>, String> {
-    selection::families(&ask(s), offered, group)
+    selection::families(&ask(s, &Namespaces::new()), offered, group)
 }
 
 /// Every group's verdict for a Service that names none and holds nothing, judged on the pass's
@@ -79,6 +113,7 @@ pub fn auto_select<'a>(
     s: &SvcView,
     owner: &Owner,
     groups: &'a [GroupView],
+    namespaces: &Namespaces,
     book: &Book,
 ) -> Selection<'a> {
     let facts: Vec<GroupFacts<'a>> = groups
@@ -98,7 +133,7 @@ pub fn auto_select<'a>(
             }
         })
         .collect();
-    selection::select(&ask(s), &facts)
+    selection::select(&ask(s, namespaces), &facts)
 }
 
 /// The families in which `g` has no room for the Service, each with why: no free address (an
@@ -194,10 +229,15 @@ mod tests {
             ("named", "manual", "x", Ok("manual")),
             ("missing", "nope", "x", Err("does not exist")),
             ("namespace allowed", "team", "a", Ok("team")),
-            ("namespace refused", "team", "b", Err("serves only")),
+            (
+                "namespace refused",
+                "team",
+                "b",
+                Err("ServiceGroup team: namespace b is not in its spec.namespaces; add b"),
+            ),
         ];
         for (name, g, ns, want) in cases {
-            let got = named_group(&s(ns), g, &groups).map(|g| g.name.as_str());
+            let got = named_group(&s(ns), g, &groups, &Namespaces::new()).map(|g| g.name.as_str());
             match (got, want) {
                 (Ok(g), Ok(w)) => assert_eq!(g, w, "{name}"),
                 (Err(e), Err(w)) => assert!(e.contains(w), "{name}: {e}"),

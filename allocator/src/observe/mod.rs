@@ -1,5 +1,6 @@
 //! What the allocator watches: kube-runtime reflectors on Services, ServiceGroups, Nodes,
-//! EndpointSlices and the per-node Leases, turned into one plain [`Snapshot`].
+//! Namespaces (their labels), EndpointSlices and the per-node Leases, turned into one plain
+//! [`Snapshot`].
 
 mod leases;
 mod service;
@@ -12,7 +13,7 @@ use ferrolb_api::ServiceGroup;
 use ferrolb_api::contracts::NODE_LEASE_PREFIX;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -40,6 +41,8 @@ pub struct Observer {
     /// When each per-node Lease's renewal was seen: liveness is judged on this clock.
     sightings: Arc<Mutex<Sightings>>,
     nodes: Store<PartialObjectMeta<Node>>,
+    /// Metadata only: a ServiceGroup's namespaceSelector reads the labels.
+    namespaces: Store<PartialObjectMeta<Namespace>>,
     slices: Store<EndpointSlice>,
     written: Arc<Mutex<Written>>,
     /// Per Service uid, its view and the resourceVersion it was made from: a pass re-reads
@@ -200,6 +203,24 @@ impl Observer {
             any,
             "nodes",
         );
+        // Only the served namespace when narrowed to one (a field selector on its name).
+        let (namespaces, w) = reflector::store();
+        let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+        let ns_cfg = match &scope.namespace {
+            Some(ns) => cfg().fields(&format!("metadata.name={ns}")),
+            None => cfg(),
+        };
+        drive(
+            reflector::reflector(
+                w,
+                watcher(api, ns_cfg)
+                    .backoff(WatchBackoff::default())
+                    .modify(|n: &mut PartialObjectMeta<Namespace>| slim(&mut n.metadata)),
+            ),
+            changed.clone(),
+            any,
+            "namespaces",
+        );
         let (slices, w) = reflector::store();
         let api: Api<EndpointSlice> = match &scope.namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
@@ -223,6 +244,7 @@ impl Observer {
             leases,
             sightings,
             nodes,
+            namespaces,
             slices,
             written: Arc::default(),
             views: Arc::default(),
@@ -249,6 +271,10 @@ impl Observer {
             .wait_until_ready()
             .await
             .map_err(|_| err("nodes"))?;
+        self.namespaces
+            .wait_until_ready()
+            .await
+            .map_err(|_| err("namespaces"))?;
         self.slices
             .wait_until_ready()
             .await
@@ -294,6 +320,12 @@ impl Observer {
             groups: groups.iter().map(|g| GroupView::from_group(g)).collect(),
             leases,
             nodes: self.nodes.state().iter().map(|n| n.name_any()).collect(),
+            namespaces: self
+                .namespaces
+                .state()
+                .iter()
+                .map(|n| (n.name_any(), n.labels().clone()))
+                .collect(),
             endpoints,
             now,
         }

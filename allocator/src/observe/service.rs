@@ -33,6 +33,7 @@ impl fmt::Display for ObjKey {
 
 /// `spec.ipFamilyPolicy`: the selection rule's own.
 pub use ferrolb_api::servicegroup::selection::Policy;
+use ferrolb_api::servicegroup::selection::families_and_policy;
 
 /// The annotations the allocator writes on a Service.
 pub const WRITTEN_ANNOTATIONS: [&str; 5] = [
@@ -75,6 +76,8 @@ pub struct SvcView {
     pub ports: BTreeSet<(String, i32)>,
     pub etp_local: bool,
     pub selector: BTreeMap<String, String>,
+    /// `metadata.labels`: a ServiceGroup's serviceSelector reads them.
+    pub labels: BTreeMap<String, String>,
     /// Addresses in `status.loadBalancer.ingress`, in order (entries without an IP left out).
     pub ingress: Vec<IpAddr>,
     /// Every ingress entry has an IP, ipMode VIP and nothing else (what we would write).
@@ -104,21 +107,10 @@ impl SvcView {
         let addresses = pick(ann::ADDRESSES, ann::ADDRESSES_ALIASES);
         let lb_ip = spec.load_balancer_ip.clone().filter(|s| !s.is_empty());
         let requested = parse_requested(addresses.as_deref().or(lb_ip.as_deref()), lb_ip.is_some());
-        let families = spec
-            .ip_families
-            .iter()
-            .flatten()
-            .filter_map(|f| match f.as_str() {
-                "IPv4" => Some(Family::V4),
-                "IPv6" => Some(Family::V6),
-                _ => None,
-            })
-            .collect();
-        let policy = match spec.ip_family_policy.as_deref() {
-            Some("PreferDualStack") => Policy::PreferDualStack,
-            Some("RequireDualStack") => Policy::RequireDualStack,
-            _ => Policy::SingleStack,
-        };
+        let (families, policy) = families_and_policy(
+            spec.ip_families.as_deref().unwrap_or_default(),
+            spec.ip_family_policy.as_deref(),
+        );
         let ports = spec
             .ports
             .iter()
@@ -165,6 +157,7 @@ impl SvcView {
             ports,
             etp_local: spec.external_traffic_policy.as_deref() == Some("Local"),
             selector: spec.selector.clone().unwrap_or_default(),
+            labels: meta.labels.clone().unwrap_or_default(),
             ingress,
             ingress_exact,
             written,

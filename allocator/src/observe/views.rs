@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ferrolb_api::contracts;
+use ferrolb_api::servicegroup::admission::Labels;
 use ferrolb_api::{ServiceGroup, ServiceGroupSpec, ServiceGroupStatus};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
@@ -86,6 +87,8 @@ pub struct Snapshot {
     pub leases: Vec<NodeLease>,
     /// Names of the Nodes that exist: a Lease of a deleted Node holds nothing.
     pub nodes: BTreeSet<String>,
+    /// The labels of each Namespace, by name: ServiceGroups' namespaceSelectors read them.
+    pub namespaces: BTreeMap<String, Labels>,
     pub endpoints: Endpoints,
     pub now: Timestamp,
 }

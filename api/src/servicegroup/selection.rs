@@ -1,6 +1,7 @@
 //! Which ServiceGroup serves a Service that names none: every group with autoAssign that admits
-//! it is a candidate, tried in priority order (then by name), and the first with room for every
-//! family the Service needs takes it. One rule for the allocator and `kubectl ferrolb where` /
+//! it ([`admission`]) is a candidate, tried in priority order (the defaults of its namespace
+//! first, then by priority and name), and the first with room for every family the Service
+//! needs takes it. One rule for the allocator and `kubectl ferrolb where` /
 //! `pools`, so what they explain is what the allocator does.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,6 +9,7 @@ use std::fmt;
 
 use crate::pool::Family;
 use crate::servicegroup::ServiceGroupSpec;
+pub use crate::servicegroup::admission::{self, Labels, Refusal, Who, admission, tenancy};
 
 /// `spec.ipFamilyPolicy` of a Service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,10 +20,30 @@ pub enum Policy {
     RequireDualStack,
 }
 
+/// A Service's `spec.ipFamilies` (unknown names skipped) and `spec.ipFamilyPolicy` (unset or
+/// unknown: SingleStack), as the selection reads them.
+pub fn families_and_policy(ip_families: &[String], policy: Option<&str>) -> (Vec<Family>, Policy) {
+    let families = ip_families
+        .iter()
+        .filter_map(|f| match f.as_str() {
+            "IPv4" => Some(Family::V4),
+            "IPv6" => Some(Family::V6),
+            _ => None,
+        })
+        .collect();
+    let policy = match policy {
+        Some("PreferDualStack") => Policy::PreferDualStack,
+        Some("RequireDualStack") => Policy::RequireDualStack,
+        _ => Policy::SingleStack,
+    };
+    (families, policy)
+}
+
 /// What the selection needs to know about a Service.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Ask<'a> {
-    pub namespace: &'a str,
+    /// Its namespace, the namespace's labels and its own.
+    pub who: Who<'a>,
     /// `spec.ipFamilies` in order (empty: IPv4).
     pub families: &'a [Family],
     pub policy: Policy,
@@ -46,8 +68,8 @@ pub struct GroupFacts<'a> {
 pub enum PassedOver {
     /// autoAssign is off: only Services that name the group get its addresses.
     AutoAssignOff,
-    /// Its `spec.namespaces` leaves the Service's namespace out.
-    NamespaceNotAdmitted(String),
+    /// It does not admit the Service: the rule that says no.
+    NotAdmitted(Refusal),
     /// It has no pool of a family the Service needs.
     NoPool(Family),
     /// It gives out no new address now.
@@ -60,9 +82,7 @@ impl fmt::Display for PassedOver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PassedOver::AutoAssignOff => f.write_str("autoAssign is off"),
-            PassedOver::NamespaceNotAdmitted(ns) => {
-                write!(f, "namespace {ns} is not in its spec.namespaces")
-            }
+            PassedOver::NotAdmitted(why) => why.fmt(f),
             PassedOver::NoPool(fam) => write!(f, "no {fam} pool"),
             PassedOver::Unusable(why) => write!(f, "gives out no addresses now ({why})"),
             PassedOver::NoRoom(why) => f.write_str(why),
@@ -75,6 +95,8 @@ impl fmt::Display for PassedOver {
 pub struct Verdict<'a> {
     pub group: &'a str,
     pub outcome: Result<Vec<Family>, PassedOver>,
+    /// The group is a default of the Service's namespace (`namespaceDefault`).
+    pub namespace_default: bool,
 }
 
 /// Every group in the order they are tried, each with its verdict; the first that serves wins.
@@ -108,7 +130,17 @@ impl<'a> Selection<'a> {
     /// over, at most a few.
     pub fn why_chosen(&self) -> String {
         let passed = self.passed_over();
-        let mut out = "the first ServiceGroup with autoAssign, in priority order, that has room for the Service".to_string();
+        let default = self
+            .verdicts
+            .iter()
+            .find(|v| v.outcome.is_ok())
+            .is_some_and(|v| v.namespace_default);
+        let mut out = if default {
+            "the default ServiceGroup of its namespace (namespaceDefault) with room for the Service"
+        } else {
+            "the first ServiceGroup with autoAssign, in priority order, that has room for the Service"
+        }
+        .to_string();
         if !passed.is_empty() {
             out.push_str("; passed over: ");
             out.push_str(&clauses(&passed, NAMED_AT_MOST));
@@ -149,11 +181,6 @@ fn clauses(list: &[(&str, &PassedOver)], at_most: usize) -> String {
 /// then by name.
 pub fn rank<'s>(name: &'s str, spec: &ServiceGroupSpec) -> (bool, i32, &'s str) {
     (spec.priority.is_none(), spec.priority.unwrap_or(0), name)
-}
-
-/// Whether a group lets Services of `namespace` use it (by name or by autoAssign).
-pub fn admits(spec: &ServiceGroupSpec, namespace: &str) -> bool {
-    spec.namespaces.is_empty() || spec.namespaces.iter().any(|n| n == namespace)
 }
 
 /// The families a Service asks for, in order (IPv4 when it names none).
@@ -219,17 +246,19 @@ pub fn families(ask: &Ask, offered: &BTreeSet<Family>, group: &str) -> Result<Ve
     })
 }
 
-/// Every group's verdict for a Service that names none, in the order they are tried: a
-/// PreferDualStack Service tries the groups that offer all its families first; then by
-/// [`rank`].
+/// Every group's verdict for a Service that names none, in the order they are tried: the
+/// defaults of its namespace (`namespaceDefault`) first; then, for a PreferDualStack Service,
+/// the groups that offer all its families; then by [`rank`].
 pub fn select<'a>(ask: &Ask, groups: &[GroupFacts<'a>]) -> Selection<'a> {
     let asked = asked(ask);
     let prefer_both = ask.policy == Policy::PreferDualStack && asked.len() > 1;
+    let tenants = tenancy(&ask.who, groups.iter().map(|g| (g.name, g.spec)));
     let mut order: Vec<&GroupFacts<'a>> = groups.iter().collect();
     order.sort_by(|a, b| {
         let key = |g: &GroupFacts<'a>| {
+            let other = !admission::is_namespace_default(g.spec, &ask.who);
             let partial = prefer_both && !asked.iter().all(|f| g.offered.contains(f));
-            (partial, rank(g.name, g.spec))
+            (other, partial, rank(g.name, g.spec))
         };
         key(a).cmp(&key(b))
     });
@@ -237,19 +266,18 @@ pub fn select<'a>(ask: &Ask, groups: &[GroupFacts<'a>]) -> Selection<'a> {
         .into_iter()
         .map(|g| Verdict {
             group: g.name,
-            outcome: verdict(ask, g),
+            outcome: verdict(ask, g, &tenants),
+            namespace_default: admission::is_namespace_default(g.spec, &ask.who),
         })
         .collect();
     Selection { verdicts }
 }
 
-fn verdict(ask: &Ask, g: &GroupFacts) -> Result<Vec<Family>, PassedOver> {
+fn verdict(ask: &Ask, g: &GroupFacts, tenants: &[&str]) -> Result<Vec<Family>, PassedOver> {
     if !g.spec.auto_assigns(g.name) {
         return Err(PassedOver::AutoAssignOff);
     }
-    if !admits(g.spec, ask.namespace) {
-        return Err(PassedOver::NamespaceNotAdmitted(ask.namespace.to_string()));
-    }
+    admission(&ask.who, g.name, g.spec, tenants).map_err(PassedOver::NotAdmitted)?;
     let fams = needed(ask, &g.offered).map_err(PassedOver::NoPool)?;
     if let Some(why) = &g.unusable {
         return Err(PassedOver::Unusable(why.clone()));

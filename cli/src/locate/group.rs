@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ferrolb_api::annotations as ann;
 use ferrolb_api::pool::Family;
 use ferrolb_api::servicegroup::condition;
-use ferrolb_api::servicegroup::selection::{self, Ask, GroupFacts, Policy};
+use ferrolb_api::servicegroup::selection::{self, Ask, GroupFacts, Who};
 use serde::Serialize;
 
 use crate::cluster::{Cluster, Group, ServiceInfo};
@@ -41,11 +41,16 @@ pub fn explain(cluster: &Cluster, svc: &ServiceInfo) -> (Vec<String>, Vec<GroupV
         );
     }
     let facts: Vec<GroupFacts> = cluster.groups.values().map(facts).collect();
-    // ServiceInfo carries no ipFamilies: judged as the allocator does a SingleStack IPv4 one.
+    // Without its namespace's labels (not allowed to read them) a group with a
+    // namespaceSelector says it cannot tell.
     let ask = Ask {
-        namespace: &svc.namespace,
-        families: &[],
-        policy: Policy::SingleStack,
+        who: Who {
+            namespace: &svc.namespace,
+            namespace_labels: svc.namespace_labels.as_ref(),
+            labels: Some(&svc.labels),
+        },
+        families: &svc.families,
+        policy: svc.policy,
     };
     let s = selection::select(&ask, &facts);
     let note = match s.chosen() {
@@ -73,6 +78,25 @@ pub fn explain(cluster: &Cluster, svc: &ServiceInfo) -> (Vec<String>, Vec<GroupV
         })
         .collect();
     (vec![note], verdicts)
+}
+
+/// Why the group the Service names or holds addresses of does not admit it, by the allocator's
+/// rule ([`selection::admission`]); `None` when it does. Labels are not read here: a selector
+/// says it cannot tell.
+pub fn refusal(cluster: &Cluster, svc: &ServiceInfo, group: &Group) -> Option<String> {
+    let who = Who {
+        namespace: &svc.namespace,
+        ..Default::default()
+    };
+    let all = cluster.groups.values().map(|g| (g.name.as_str(), &g.spec));
+    let tenants = selection::tenancy(&who, all);
+    let why = selection::admission(&who, &group.name, &group.spec, &tenants).err()?;
+    let keeps = if svc.addresses.is_empty() {
+        ""
+    } else {
+        "; the Service keeps the addresses it has but gets no new one from it"
+    };
+    Some(format!("ServiceGroup {}: {why}{keeps}", group.name))
 }
 
 /// What the selection needs of a group, from its spec and reported status.

@@ -215,3 +215,35 @@ fn a_service_that_names_no_group_is_told_which_group_would_serve_it_and_why() {
         held.notes
     );
 }
+
+#[test]
+fn a_group_that_does_not_admit_the_service_is_named_with_its_rule() {
+    let mut fenced = local_group("lan");
+    fenced.spec.namespaces = vec!["other".into()];
+    let mut selecting = local_group("sel");
+    selecting.spec.namespace_selector = Some(Default::default());
+    let c = cluster(vec![fenced, selecting], Vec::new());
+    let r = explain(&c, &service("lan", "local", &[ADDR]));
+    assert!(
+        r.notes.iter().any(|n| n.contains(
+            "ServiceGroup lan: namespace demo is not in its spec.namespaces; the Service keeps the addresses it has"
+        )),
+        "{:?}",
+        r.notes
+    );
+    // The CLI reads no labels: a selector says it cannot tell.
+    let r = explain(&c, &service("sel", "local", &[]));
+    assert!(
+        r.notes.iter().any(|n| n.contains(
+            "ServiceGroup sel: its spec.namespaceSelector needs labels that were not read"
+        )),
+        "{:?}",
+        r.notes
+    );
+    let r = explain(&c, &service("other", "local", &[]));
+    assert!(
+        !r.notes.iter().any(|n| n.starts_with("ServiceGroup other:")),
+        "{:?}",
+        r.notes
+    );
+}

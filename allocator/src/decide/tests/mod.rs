@@ -11,6 +11,7 @@ mod model;
 mod peer_annotations;
 mod pools;
 mod sharing;
+mod tenancy;
 
 use std::net::IpAddr;
 pub use std::sync::Arc;
@@ -54,6 +55,10 @@ impl S {
     }
     pub fn ann(mut self, k: &str, v: &str) -> Self {
         self.0["metadata"]["annotations"][k] = v.into();
+        self
+    }
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.0["metadata"]["labels"][k] = v.into();
         self
     }
     pub fn group(self, g: &str) -> Self {

@@ -62,7 +62,10 @@ impl G {
 fn run(groups: &[G], families: &[Family], policy: Policy) -> (Option<String>, Vec<String>) {
     let facts: Vec<GroupFacts> = groups.iter().map(G::facts).collect();
     let ask = Ask {
-        namespace: "ns",
+        who: Who {
+            namespace: "ns",
+            ..Default::default()
+        },
         families,
         policy,
     };
@@ -253,7 +256,10 @@ fn orders_every_group_and_says_why_each_was_passed_over() {
     ];
     let facts: Vec<GroupFacts> = groups.iter().map(G::facts).collect();
     let ask = Ask {
-        namespace: "ns",
+        who: Who {
+            namespace: "ns",
+            ..Default::default()
+        },
         families: &[V4],
         policy: Policy::SingleStack,
     };
@@ -290,7 +296,10 @@ fn a_failure_lists_every_group() {
     let groups = [g("first-pool"), g("tiny").auto(true).full(V4)];
     let facts: Vec<GroupFacts> = groups.iter().map(G::facts).collect();
     let ask = Ask {
-        namespace: "ns",
+        who: Who {
+            namespace: "ns",
+            ..Default::default()
+        },
         families: &[V4],
         policy: Policy::SingleStack,
     };
@@ -310,7 +319,10 @@ fn picks_families_by_policy() {
     let both: BTreeSet<Family> = [V4, V6].into();
     let v4: BTreeSet<Family> = [V4].into();
     let ask = |policy, families: &'static [Family]| Ask {
-        namespace: "ns",
+        who: Who {
+            namespace: "ns",
+            ..Default::default()
+        },
         families,
         policy,
     };
@@ -380,4 +392,49 @@ fn auto_assign_unset_is_on_only_for_default() {
         ..Default::default()
     };
     assert!(on.auto_assigns("first-pool"));
+}
+
+#[test]
+fn a_namespace_default_goes_first_and_a_tenant_uses_only_its_groups() {
+    let ns_default = |mut g: G| {
+        g.spec.namespace_default = true;
+        g
+    };
+    let enforcing = |mut g: G| {
+        g.spec.enforce_namespaces = true;
+        g
+    };
+    let run = |groups: &[G]| {
+        let facts: Vec<GroupFacts> = groups.iter().map(G::facts).collect();
+        let ask = Ask {
+            who: Who {
+                namespace: "ns",
+                ..Default::default()
+            },
+            families: &[V4],
+            policy: Policy::SingleStack,
+        };
+        let s = select(&ask, &facts);
+        let chosen = s.chosen().map(|(g, _)| g.to_string());
+        (chosen, s.why_chosen(), s.why_none())
+    };
+    let (chosen, why, _) = run(&[
+        g("shared").auto(true).prio(1),
+        ns_default(g("mine").ns("ns")),
+        ns_default(g("theirs").ns("other")),
+    ]);
+    assert_eq!(chosen.as_deref(), Some("mine"));
+    assert!(
+        why.starts_with("the default ServiceGroup of its namespace"),
+        "{why}"
+    );
+    let (chosen, _, why) = run(&[
+        g("shared").auto(true).prio(1),
+        enforcing(g("tenant").auto(true).ns("ns").full(V4)),
+    ]);
+    assert_eq!(chosen, None, "the shared group is outside the tenancy");
+    assert!(
+        why.contains("shared (namespace ns is a tenant of ServiceGroup tenant (enforceNamespaces) and may use only it)"),
+        "{why}"
+    );
 }
