@@ -407,9 +407,21 @@ impl Book {
 
     /// The group whose pool contains `addr`, if any.
     pub fn group_containing(&self, addr: IpAddr) -> Option<&str> {
+        // An address a group keeps back (a subnet's or a block's edge, a .0 or .255 it avoids)
+        // is still its own: a Service that shows one (an older system handed it out) keeps it,
+        // held out of pool, rather than being renumbered.
+        let in_ranges = |g: &&GroupBook| {
+            let pool = g.ipam.pool();
+            let ranges = match Family::of(addr) {
+                Family::V4 => &pool.v4,
+                Family::V6 => &pool.v6,
+            };
+            ranges.iter().any(|r| r.contains(addr))
+        };
         self.groups
             .values()
             .find(|g| g.ipam.contains(addr))
+            .or_else(|| self.groups.values().find(in_ranges))
             .map(|g| g.name.as_str())
     }
 }

@@ -78,6 +78,9 @@ enum Command {
         from: From,
         /// File to convert (`-` for standard input).
         file: String,
+        /// Exit with status 1 when anything could not be carried over as it was (the notes).
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -141,7 +144,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Migrate { from, file } => {
+        Command::Migrate { from, file, strict } => {
             let objects = match yaml::read(&file).and_then(|t| yaml::documents(&file, &t)) {
                 Ok(o) => o,
                 Err(e) => {
@@ -157,6 +160,13 @@ fn main() -> ExitCode {
             print!("{}", yaml::to_stream(&m.objects));
             for note in &m.notes {
                 eprintln!("note: {note}");
+            }
+            if strict && !m.notes.is_empty() {
+                eprintln!(
+                    "{} note(s): not everything was carried over as it was (--strict)",
+                    m.notes.len()
+                );
+                return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }

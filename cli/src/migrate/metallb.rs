@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Migration, covering_cidr, family_of, parse_entry, pool, service_group};
+use super::{Migration, block_edges, family_of, host_safe_cidr, parse_entry, pool, service_group};
 use ferrolb_api::pool::Family;
+use ferrolb_api::servicegroup::admission::{Labels, matches};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// How a pool is announced, from the advertisements that name it.
 #[derive(Default)]
@@ -42,23 +44,7 @@ pub fn migrate(objects: &[Value]) -> Migration {
             }
             continue;
         }
-        let named: Vec<String> = o
-            .pointer("/spec/ipAddressPools")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            // An advertisement that names no pool and has no selector applies to every pool.
-            .unwrap_or_else(|| pools.iter().map(|p| name(p)).collect());
-        if o.pointer("/spec/ipAddressPoolSelectors").is_some() {
-            m.note(
-                &format!("{k}/{}", name(o)),
-                "ipAddressPoolSelectors are not converted; ferrolb names groups explicitly",
-            );
-        }
+        let named = pools_of(o, &pools, &format!("{k}/{}", name(o)), &mut m);
         for p in named {
             let entry = announced.entry(p).or_default();
             if is_l2 {
@@ -72,6 +58,104 @@ pub fn migrate(objects: &[Value]) -> Migration {
         convert_pool(p, announced.get(&name(p)), &mut m);
     }
     m
+}
+
+/// The pools an advertisement applies to, as MetalLB decides: those it names and those its
+/// `ipAddressPoolSelectors` match (by the pools' labels); every pool when it has neither.
+fn pools_of(adv: &Value, pools: &[&Value], object: &str, m: &mut Migration) -> Vec<String> {
+    let name = |p: &Value| {
+        p.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    let listed = adv
+        .pointer("/spec/ipAddressPools")
+        .and_then(Value::as_array);
+    let selectors = adv
+        .pointer("/spec/ipAddressPoolSelectors")
+        .and_then(Value::as_array);
+    if listed.is_none_or(Vec::is_empty) && selectors.is_none_or(Vec::is_empty) {
+        return pools.iter().map(|p| name(p)).collect();
+    }
+    let mut out: Vec<String> = listed
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(String::from)
+        .collect();
+    for (i, sel) in selectors.into_iter().flatten().enumerate() {
+        let parsed = serde_json::from_value::<LabelSelector>(sel.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|sel| {
+                Ok(pools
+                    .iter()
+                    .map(|p| {
+                        let labels: Labels = p
+                            .pointer("/metadata/labels")
+                            .and_then(|l| serde_json::from_value(l.clone()).ok())
+                            .unwrap_or_default();
+                        matches(&sel, &labels).map(|yes| yes.then(|| name(p)))
+                    })
+                    .collect::<Result<Vec<_>, String>>()?
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>())
+            });
+        match parsed {
+            Ok(matched) => out.extend(matched),
+            Err(why) => m.note(
+                object,
+                format!(
+                    "ipAddressPoolSelectors[{i}] cannot be evaluated ({why}); it selects no pool"
+                ),
+            ),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The BGPAdvertisement whose attributes a pool's group carries when several announce it: the
+/// most specific aggregation (it keeps per-address routing and reserves the fewest block edges),
+/// the first of those. The others are noted with what differs.
+fn carried_bgp<'a>(bgp: &[&'a Value], object: &str, m: &mut Migration) -> Option<&'a Value> {
+    let len = |a: &Value, key: &str, default: u64| {
+        a.pointer(&format!("/spec/{key}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(default)
+    };
+    let lengths = |a: &Value| {
+        (
+            len(a, "aggregationLength", 32),
+            len(a, "aggregationLengthV6", 128),
+        )
+    };
+    let chosen = *bgp.iter().rev().max_by_key(|a| lengths(a))?;
+    let attrs = |a: &Value| {
+        [
+            "aggregationLength",
+            "aggregationLengthV6",
+            "communities",
+            "localPref",
+        ]
+        .iter()
+        .filter_map(|k| a.pointer(&format!("/spec/{k}")).map(|v| format!("{k} {v}")))
+        .collect::<Vec<_>>()
+    };
+    let adv_name = |a: &Value| {
+        a.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    for other in bgp.iter().filter(|a| !std::ptr::eq(**a, chosen)) {
+        if attrs(other) != attrs(chosen) {
+            m.note(object, format!("BGPAdvertisement/{} announces it too ({}); a ferrolb group announces its addresses with one set of attributes, so it carries BGPAdvertisement/{}'s (the most specific aggregation); add the other announcement with an export filter in the BIRD template", adv_name(other), attrs(other).join(", "), adv_name(chosen)));
+        }
+    }
+    Some(chosen)
 }
 
 fn no_equivalent(kind: &str) -> String {
@@ -103,7 +187,7 @@ fn convert_pool(p: &Value, announced: Option<&Announced<'_>>, m: &mut Migration)
             "no advertisement names it, so MetalLB did not announce it; made it a local group",
         );
     }
-    let adv = bgp.first().copied();
+    let adv = carried_bgp(bgp, &object, m);
     let agg = |key: &str| {
         adv.and_then(|a| a.pointer(&format!("/spec/{key}")))
             .and_then(Value::as_u64)
@@ -116,14 +200,17 @@ fn convert_pool(p: &Value, announced: Option<&Announced<'_>>, m: &mut Migration)
         .flatten()
     {
         let text = entry.as_str().unwrap_or_default();
-        let Some((range, compact)) = parse_entry(text) else {
+        let Some((range, compact, rewritten)) = parse_entry(text) else {
             m.note(
                 &object,
                 format!("address entry {text:?} is neither a range nor a CIDR; skipped"),
             );
             continue;
         };
-        let subnet = covering_cidr(&range);
+        if let Some(note) = rewritten {
+            m.note(&object, note);
+        }
+        let subnet = host_safe_cidr(&range);
         let family = family_of(&range);
         let aggregation = is_virtual.then(|| {
             let default = if family == Family::V4 { 32 } else { 128 };
@@ -132,11 +219,21 @@ fn convert_pool(p: &Value, announced: Option<&Announced<'_>>, m: &mut Migration)
             } else {
                 "aggregationLengthV6"
             };
-            let n = agg(key).unwrap_or(default).max(u64::from(subnet.prefix()));
+            let asked = agg(key).unwrap_or(default).min(u64::from(family.bits()));
+            let n = asked.max(u64::from(subnet.prefix()));
+            if n != asked {
+                m.note(&object, format!("{key} {asked} is shorter than the subnet {subnet} written for {compact}; aggregation /{n} (a virtual group's blocks lie inside its subnet)"));
+            }
+            let n = u8::try_from(n).expect("at most the family's bits");
+            let (edges, first) = block_edges(&range, n);
+            if edges > 0 {
+                let first: Vec<String> = first.iter().map(ToString::to_string).collect();
+                m.note(&object, format!("aggregation /{n} reserves {edges} address(es) of {compact} (first {}): the edges of each /{n} block, which a kernel takes for the block's network or broadcast address on kube-lb0; MetalLB could hand them out, so move a Service that has one (ferrolb.io/addresses) before switching, or use a longer aggregation", first.join(", ")));
+            }
             format!("/{n}")
         });
         if !is_virtual {
-            m.note(&object, format!("subnet {subnet} is the smallest CIDR around {compact}; set it to the nodes' LAN subnet (ferrolb announces a local address only on nodes that have its subnet)"));
+            m.note(&object, format!("subnet {subnet} is the smallest CIDR around {compact} that keeps its non-host addresses (IPv4 network and broadcast, IPv6 Subnet-Router anycast) outside it; set it to the nodes' LAN subnet (ferrolb announces a local address only on nodes that have its subnet)"));
         }
         let entry = pool(subnet, &compact, aggregation.as_deref());
         if family == Family::V4 {
@@ -199,11 +296,23 @@ fn convert_pool(p: &Value, announced: Option<&Announced<'_>>, m: &mut Migration)
     if let Some(ns) = p.pointer("/spec/serviceAllocation/namespaces") {
         extra["namespaces"] = ns.clone();
     }
-    for key in ["namespaceSelectors", "serviceSelectors"] {
-        if p.pointer(&format!("/spec/serviceAllocation/{key}"))
-            .is_some()
-        {
-            m.note(&object, format!("serviceAllocation.{key} has no equivalent; Services name their group with the ferrolb.io/service-group annotation (metallb.io/address-pool is read too)"));
+    // MetalLB takes a list of selectors (any may match); a group has one of each.
+    for (key, field) in [
+        ("namespaceSelectors", "namespaceSelector"),
+        ("serviceSelectors", "serviceSelector"),
+    ] {
+        let selectors = p
+            .pointer(&format!("/spec/serviceAllocation/{key}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        match selectors.as_slice() {
+            [] => {}
+            [one] => extra[field] = one.clone(),
+            [first, ..] => {
+                extra[field] = first.clone();
+                m.note(&object, format!("serviceAllocation.{key} has {} selectors; a ServiceGroup has one {field}: the first is carried, so Services that only the others select lose this pool (split the pool into one group per selector)", selectors.len()));
+            }
         }
     }
     let kind = if is_virtual { "virtual" } else { "local" };

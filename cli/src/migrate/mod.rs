@@ -6,7 +6,7 @@ mod purelb;
 
 use std::net::IpAddr;
 
-use ferrolb_api::pool::{AddrRange, Family, from_u128, to_u128};
+use ferrolb_api::pool::{AddrRange, Family, SyntaxError, from_u128, non_host_addresses, to_u128};
 use ipnetwork::IpNetwork;
 use serde_json::{Value, json};
 
@@ -78,10 +78,87 @@ fn covering_cidr(range: &AddrRange) -> IpNetwork {
     IpNetwork::new(network, prefix as u8).expect("the prefix fits the family")
 }
 
-/// A MetalLB/PureLB address entry ("a-b" or CIDR, possibly with spaces) in ferrolb syntax.
-fn parse_entry(entry: &str) -> Option<(AddrRange, String)> {
+/// The smallest CIDR around `range` whose non-host addresses (IPv4 network and broadcast,
+/// IPv6 Subnet-Router anycast; ferrolb never hands them out) are all outside it: the old system
+/// may have handed out every address of the range, so none may become unusable.
+fn host_safe_cidr(range: &AddrRange) -> IpNetwork {
+    let mut net = covering_cidr(range);
+    while net.prefix() > 0 && non_host_addresses(net).iter().any(|a| range.contains(*a)) {
+        let wider = IpNetwork::new(net.ip(), net.prefix() - 1).expect("a shorter prefix fits");
+        net = IpNetwork::new(wider.network(), wider.prefix()).expect("a network of a valid CIDR");
+    }
+    net
+}
+
+/// The addresses of `range` that are the edges of its /`prefix` aggregation blocks (ferrolb
+/// reserves them: on `kube-lb0` a kernel takes them for a block's network or broadcast
+/// address): how many, and the first few.
+fn block_edges(range: &AddrRange, prefix: u8) -> (u128, Vec<IpAddr>) {
+    let family = range.family();
+    let Ok(block) = IpNetwork::new(range.start, prefix) else {
+        return (0, Vec::new());
+    };
+    if non_host_addresses(block).is_empty() {
+        return (0, Vec::new());
+    }
+    let host_bits = u32::from(family.bits() - prefix);
+    let size = 1u128.checked_shl(host_bits).unwrap_or(0);
+    if size == 0 {
+        return (0, Vec::new());
+    }
+    let (a, b) = (to_u128(range.start), to_u128(range.end));
+    // Multiples of `size` (block starts) in a..=b, and for IPv4 the addresses before them
+    // (block ends).
+    let count_aligned = |lo: u128, hi: u128| {
+        if lo > hi {
+            return 0;
+        }
+        let first = lo.div_ceil(size);
+        (hi / size)
+            .saturating_sub(first)
+            .saturating_add(u128::from(hi / size >= first))
+    };
+    let mut count = count_aligned(a, b);
+    if family == Family::V4 {
+        count += count_aligned(a.saturating_add(1), b.saturating_add(1));
+    }
+    let mut first = Vec::new();
+    let mut block_start = a - a % size;
+    while first.len() < 3 && block_start <= b {
+        let mut edges = vec![block_start];
+        if family == Family::V4 {
+            edges.push(block_start + size - 1);
+        }
+        for e in edges.into_iter().filter(|e| (a..=b).contains(e)) {
+            if let Some(addr) = from_u128(family, e) {
+                first.push(addr);
+            }
+        }
+        match block_start.checked_add(size) {
+            Some(next) => block_start = next,
+            None => break,
+        }
+    }
+    first.truncate(3);
+    (count, first)
+}
+
+/// A MetalLB/PureLB address entry ("a-b" or CIDR, possibly with spaces) in ferrolb syntax, and
+/// a note when it was rewritten. A CIDR with host bits set stands for its whole network, as
+/// both peers read it (Go's `net.ParseCIDR`): `198.51.100.10/24` is `198.51.100.0/24`.
+fn parse_entry(entry: &str) -> Option<(AddrRange, String, Option<String>)> {
     let compact: String = entry.chars().filter(|c| !c.is_whitespace()).collect();
-    AddrRange::parse(&compact).ok().map(|r| (r, compact))
+    match AddrRange::parse(&compact) {
+        Ok(r) => Some((r, compact, None)),
+        Err(SyntaxError::HostBitsSet(_, network)) => {
+            let r = AddrRange::parse(&network).ok()?;
+            let note = format!(
+                "{compact} has host bits set; written as {network}, the network it stands for (as the old system read it)"
+            );
+            Some((r, network, Some(note)))
+        }
+        Err(_) => None,
+    }
 }
 
 fn family_of(range: &AddrRange) -> Family {

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::{Migration, is_v4, parse_entry, pool, service_group};
+use ferrolb_api::pool::non_host_addresses;
 use ipnetwork::IpNetwork;
 
 pub fn migrate(objects: &[Value]) -> Migration {
@@ -83,13 +84,28 @@ fn service_group_of(o: &Value, name: &str, v2: bool, object: &str, m: &mut Migra
             .get("subnet")
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<IpNetwork>().ok());
-        let (Some((range, compact)), Some(subnet)) = (parse_entry(text), subnet) else {
+        let (Some((range, compact, rewritten)), Some(subnet)) = (parse_entry(text), subnet) else {
             m.note(
                 object,
                 format!("pool {text:?} or its subnet does not parse; skipped"),
             );
             continue;
         };
+        if let Some(note) = rewritten {
+            m.note(object, note);
+        }
+        // PureLB takes the subnet's network (its own samples write host bits); ferrolb wants
+        // the network written as such.
+        let subnet = IpNetwork::new(subnet.network(), subnet.prefix())
+            .expect("the network of a valid CIDR is valid");
+        let held_back: Vec<String> = non_host_addresses(subnet)
+            .into_iter()
+            .filter(|a| range.contains(*a))
+            .map(|a| a.to_string())
+            .collect();
+        if !held_back.is_empty() {
+            m.note(object, format!("pool {compact} includes {}, which is not a host address of subnet {subnet} (network, broadcast or Subnet-Router anycast); ferrolb does not hand it out, and a Service that has it keeps it but should move (ferrolb.io/addresses)", held_back.join(" and ")));
+        }
         let aggregation = if is_virtual {
             Some(
                 e.get("aggregation")
@@ -127,11 +143,36 @@ fn service_group_of(o: &Value, name: &str, v2: bool, object: &str, m: &mut Migra
     let balanced = [&section, &spec]
         .iter()
         .any(|s| s.get("balancePools").and_then(Value::as_bool) == Some(true));
-    let extra = if balanced {
-        json!({ "balancePools": true })
-    } else {
-        json!({})
-    };
+    let mut extra = json!({});
+    if balanced {
+        extra["balancePools"] = true.into();
+    }
+    // PureLB v2 tenancy: the same three fields. PureLB's namespaces without enforceNamespaces
+    // only pick the default of those namespaces; ferrolb's always bound who may use the group.
+    if let Some(ns) = spec
+        .get("namespaces")
+        .and_then(Value::as_array)
+        .filter(|n| !n.is_empty())
+    {
+        extra["namespaces"] = Value::Array(ns.clone());
+        let enforced = spec.get("enforceNamespaces").and_then(Value::as_bool) == Some(true);
+        if !enforced {
+            m.note(object, "namespaces is carried, but in ferrolb it bounds which Services may use the group (PureLB's bounds only with enforceNamespaces): a Service of another namespace that names this group would lose it; add its namespace to the list");
+        }
+    }
+    for key in ["enforceNamespaces", "namespaceDefault"] {
+        if let Some(true) = spec.get(key).and_then(Value::as_bool) {
+            extra[key] = true.into();
+        }
+    }
+    if section.get("multiPool").and_then(Value::as_bool) == Some(true) {
+        m.note(object, "multiPool (one address per range) is not implemented: each Service gets one address per family; a Service that had several keeps the first of each family and the others are released");
+    }
+    // PureLB serves a Service that names no group from the group named "default"; so does
+    // ferrolb, and written out it stays so under another name.
+    if name == "default" {
+        extra["autoAssign"] = true.into();
+    }
     m.objects.push(service_group(
         name,
         kind,

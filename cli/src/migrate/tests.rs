@@ -28,6 +28,98 @@ fn covering_cidr_is_the_smallest_around_a_range() {
     }
 }
 
+#[test]
+fn subnets_keep_every_address_the_old_system_could_hand_out() {
+    // (range, subnet written, why)
+    let cases = [
+        (
+            "192.0.2.10-192.0.2.20",
+            "192.0.2.0/27",
+            "edges already outside",
+        ),
+        (
+            "198.51.100.0/24",
+            "198.51.96.0/21",
+            "a /24's .0 and .255 stay usable",
+        ),
+        (
+            "192.0.2.16-192.0.2.31",
+            "192.0.2.0/26",
+            "an aligned /28 widens twice",
+        ),
+        (
+            "2001:db8:e799::/124",
+            "2001:db8:e798::/47",
+            "an IPv6 range starting at its /124's anycast address",
+        ),
+        (
+            "2001:db8::5-2001:db8::9",
+            "2001:db8::/124",
+            "IPv6 has no broadcast address",
+        ),
+    ];
+    for (range, want, why) in cases {
+        let r = AddrRange::parse(range).expect("range");
+        assert_eq!(host_safe_cidr(&r).to_string(), want, "{why}");
+    }
+}
+
+#[test]
+fn block_edges_are_counted_and_the_first_listed() {
+    let ip = |s: &str| s.parse::<IpAddr>().expect("address");
+    let cases = [
+        (
+            "203.0.113.0/26",
+            28,
+            8,
+            vec!["203.0.113.0", "203.0.113.15", "203.0.113.16"],
+        ),
+        ("203.0.113.1-203.0.113.14", 28, 0, vec![]),
+        (
+            "203.0.113.5-203.0.113.16",
+            28,
+            2,
+            vec!["203.0.113.15", "203.0.113.16"],
+        ),
+        ("198.51.100.0/24", 32, 0, vec![]),
+        ("198.51.100.0/24", 31, 0, vec![]),
+        (
+            "2001:db8::/120",
+            124,
+            16,
+            vec!["2001:db8::", "2001:db8::10", "2001:db8::20"],
+        ),
+    ];
+    for (range, prefix, count, first) in cases {
+        let r = AddrRange::parse(range).expect("range");
+        let first: Vec<IpAddr> = first.into_iter().map(ip).collect();
+        assert_eq!(block_edges(&r, prefix), (count, first), "{range} /{prefix}");
+    }
+}
+
+#[test]
+fn host_bits_and_a_second_advertisement_are_carried_or_told() {
+    let m = run(
+        Source::MetalLb,
+        include_str!("../../testdata/peers/metallb-advanced-bgp.yaml"),
+    );
+    assert_valid(&m);
+    let g = &m.objects[0]["spec"]["virtual"];
+    assert_eq!(g["v4pools"][0]["pool"], "198.51.100.0/24");
+    assert_eq!(
+        g["v4pools"][0]["aggregation"], "/32",
+        "the most specific advertisement"
+    );
+    assert_eq!(g["bgp"]["localPreference"], 100);
+    let notes = m.notes.join("\n");
+    for want in [
+        "198.51.100.10/24 has host bits set; written as 198.51.100.0/24",
+        "BGPAdvertisement/external announces it too (aggregationLength 24)",
+    ] {
+        assert!(notes.contains(want), "missing {want:?} in\n{notes}");
+    }
+}
+
 const METALLB: &str = include_str!("../../testdata/metallb.yaml");
 
 #[test]
@@ -130,6 +222,66 @@ fn purelb_v1_and_v2_objects_convert() {
         "ServiceGroup/bgp-v1: has an aggregation",
         "LBNodeAgent/edge: verifyBeforeSend",
         "LBNodeAgent/default: ferrolb's LBNodeAgent is cluster-scoped",
+    ] {
+        assert!(notes.contains(want), "missing {want:?} in\n{notes}");
+    }
+}
+
+#[test]
+fn advertisements_apply_to_the_pools_their_selectors_match() {
+    let m = run(
+        Source::MetalLb,
+        include_str!("../../testdata/peers/metallb-l2-selectors.yaml"),
+    );
+    assert_valid(&m);
+    let kind = |name: &str| {
+        let g = m
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == name)
+            .expect(name);
+        if g["spec"].get("local").is_some() {
+            "local"
+        } else {
+            "virtual"
+        }
+    };
+    assert_eq!(
+        kind("doc-example-l2-label"),
+        "local",
+        "selected by its zone label"
+    );
+    assert_eq!(
+        kind("routed"),
+        "virtual",
+        "named by the BGPAdvertisement only"
+    );
+}
+
+#[test]
+fn purelb_tenancy_is_carried_and_multi_pool_told() {
+    let m = run(
+        Source::PureLb,
+        include_str!("../../testdata/peers/purelb-v2-tenants.yaml"),
+    );
+    assert_valid(&m);
+    let spec = &m.objects[0]["spec"];
+    assert_eq!(spec["namespaces"][0], "team-a");
+    assert_eq!(spec["enforceNamespaces"], true);
+    assert_eq!(spec["namespaceDefault"], true);
+    assert_eq!(
+        m.objects[1]["spec"]["autoAssign"], true,
+        "PureLB's default group"
+    );
+    assert!(m.notes.is_empty(), "{:?}", m.notes);
+    let m = run(
+        Source::PureLb,
+        "apiVersion: purelb.io/v2\nkind: ServiceGroup\nmetadata: { name: wide }\nspec:\n  namespaces: [a]\n  local:\n    multiPool: true\n    v4pools: [ { subnet: 192.0.2.0/24, pool: 192.0.2.10-192.0.2.19 } ]\n",
+    );
+    let notes = m.notes.join("\n");
+    for want in [
+        "multiPool (one address per range) is not implemented",
+        "namespaces is carried, but in ferrolb it bounds",
     ] {
         assert!(notes.contains(want), "missing {want:?} in\n{notes}");
     }
