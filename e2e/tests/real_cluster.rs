@@ -477,11 +477,6 @@ fn allocator_restarts(c: &Cluster) -> String {
 }
 
 #[test]
-#[ignore = "issue 16, open: in 1 of 4 runs since today's agent fixes (no request failed in any), \
-            an allocator replica restarted during the outage led 0.3 s before its caches synced \
-            and reported 'IPv6 ... is no longer announced (was n2)', then 'now announced by n2' \
-            0.55 s later, while n2 held the address throughout; cause not found yet. Run it \
-            with --ignored"]
 fn a_minute_without_the_api_server_loses_no_request_and_the_allocator_leads_again_within_seconds() {
     let Some(c) = Cluster::shared() else { return };
     let _logs = LogsOnFailure(c);

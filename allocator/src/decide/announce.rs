@@ -59,13 +59,42 @@ pub fn announce(
                 "{family} {addr} is now announced by {} (was {was})",
                 nodes_of(v)
             ),
-            None => format!("{family} {addr} is no longer announced (was {was})"),
+            None => format!(
+                "{family} {addr} is no longer announced (was {was}): {}",
+                why_not_announced(snap, old.map(String::as_str).unwrap_or_default())
+            ),
         };
         p.news.push(Note::normal(reason::HOLDER_CHANGED, message));
     }
     if let Some(v) = value {
         p.annotations.insert(key.to_string(), v);
     }
+}
+
+/// Why the nodes of an announcing value no longer count as announcing `addr`, as the Leases
+/// show it (the Event says it: nobody needs the allocator's log to learn it).
+fn why_not_announced(snap: &Snapshot, value: &str) -> String {
+    let each: Vec<String> = value
+        .split_whitespace()
+        .filter_map(|h| h.split(',').next())
+        .map(|node| match snap.leases.iter().find(|l| l.node == node) {
+            None => format!("{node} has no per-node Lease"),
+            Some(_) if !snap.nodes.contains(node) => format!("{node}'s Node is gone"),
+            Some(l) if !l.alive(snap.now) => {
+                let renewed = l.renewed.map_or("never".to_string(), |r| r.to_string());
+                match l.expires {
+                    Some(e) => format!(
+                        "{node}'s per-node Lease expired at {e} on this allocator's clock (renewTime {renewed})"
+                    ),
+                    None => format!(
+                        "{node}'s per-node Lease has no renewal this allocator believes (renewTime {renewed})"
+                    ),
+                }
+            }
+            Some(_) => format!("{node}'s per-node Lease no longer lists it"),
+        })
+        .collect();
+    each.join("; ")
 }
 
 /// The node names of an announcing value.

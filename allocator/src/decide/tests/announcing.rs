@@ -64,6 +64,52 @@ fn mirrors_the_holders_of_local_addresses() {
 }
 
 #[test]
+fn says_why_an_address_is_no_longer_announced() {
+    let cases: Vec<(&str, Vec<NodeLease>, bool, &str)> = vec![
+        ("lease gone", vec![], true, "n1 has no per-node Lease"),
+        (
+            "lease expired",
+            vec![holding("n1", 60, "192.0.2.10")],
+            true,
+            "n1's per-node Lease expired at ",
+        ),
+        (
+            "node gone",
+            vec![holding("n1", 1, "192.0.2.10")],
+            false,
+            "n1's Node is gone",
+        ),
+        (
+            "address dropped",
+            vec![holding("n1", 1, "")],
+            true,
+            "n1's per-node Lease no longer lists it",
+        ),
+    ];
+    for (name, leases, node_exists, want) in cases {
+        let mut w = world(vec![holding("n1", 1, "192.0.2.10")]);
+        w.pass();
+        w.snap.leases = leases;
+        if !node_exists {
+            w.snap.nodes.clear();
+        }
+        let p = w.pass();
+        let told: Vec<&str> = of(&p, "a")
+            .news
+            .iter()
+            .filter(|n| n.reason == reason::HOLDER_CHANGED)
+            .map(|n| n.message.as_str())
+            .collect();
+        assert!(
+            told.len() == 1
+                && told[0].contains("is no longer announced (was n1): ")
+                && told[0].contains(want),
+            "{name}: {told:?}"
+        );
+    }
+}
+
+#[test]
 fn tells_when_no_node_can_announce() {
     let cases: Vec<(&str, Vec<NodeLease>, bool)> = vec![
         ("no agents", vec![], true),
