@@ -173,7 +173,11 @@ fn bird_is_restarted_after_it_dies() {
                 (metrics.bird_restarts.get() == 1).then_some(())
             })
             .await;
-            assert!(metrics.encode().contains("ferrolb_router_bird_restarts_total 1"));
+            assert!(
+                metrics
+                    .encode()
+                    .contains("ferrolb_router_bird_restarts_total 1")
+            );
             let _ = stop.send(());
             sidecar
                 .await

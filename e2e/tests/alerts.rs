@@ -149,7 +149,8 @@ fn the_registries_export_one_naming_scheme() {
 fn every_metric_the_alerts_and_the_dashboard_use_is_exported() {
     let exported = exported();
     // The rules file as written (names are literal in it; thresholds are helm values).
-    let rules = std::fs::read_to_string(env::chart_dir().join("files/alerts.yaml")).expect("alerts.yaml");
+    let rules =
+        std::fs::read_to_string(env::chart_dir().join("files/alerts.yaml")).expect("alerts.yaml");
     let used_by_rules = ferrolb_names(&rules);
     assert!(
         used_by_rules.len() >= 8,
