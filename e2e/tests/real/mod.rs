@@ -367,20 +367,29 @@ impl Probe {
     }
 }
 
-/// Node namespaces whose LAN interface holds `ip`.
+/// Node namespaces whose LAN interface holds `ip`. The nodes are read one after another, not
+/// at one instant, and under load the reads span a handover (the old holder read before it
+/// lets go, the new one after it takes over: a fresh-clone run saw "two holders" where the
+/// agents' logs had 95 ms between the removal and the add). So a node read earlier counts only
+/// if it still holds the address when read again after the last one that does: then both held
+/// it at that moment.
 pub fn holders_of(c: &Cluster, ip: &str) -> Vec<String> {
     let topo = c.topo();
-    topo.nodes()
-        .iter()
-        .filter(|n| {
-            topo.run(
-                n.ns_name(),
-                &["ip", "-o", "addr", "show", "dev", "eth0", "to", ip],
-            )
+    let holds = |ns: &str| {
+        topo.run(ns, &["ip", "-o", "addr", "show", "dev", "eth0", "to", ip])
             .is_ok_and(|o| !o.trim().is_empty())
-        })
+    };
+    let mut seen: Vec<String> = topo
+        .nodes()
+        .iter()
         .map(|n| n.ns_name().to_string())
-        .collect()
+        .filter(|ns| holds(ns))
+        .collect();
+    if let Some(last) = seen.pop() {
+        seen.retain(|ns| holds(ns));
+        seen.push(last);
+    }
+    seen
 }
 
 /// (failed requests, longest time without an answered request).
