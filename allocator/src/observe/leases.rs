@@ -11,6 +11,17 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::core::DynamicObject;
 
+/// What a Lease watch event says about this reader's view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// A list is about to be asked for (kube's `Event::Init`).
+    ListStarts,
+    /// The API server answered: an object, a deletion, or the end of a list.
+    Answered,
+    /// The watch or list failed.
+    Failed,
+}
+
 /// When this allocator saw a Lease's current renewal record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Sighting {
@@ -91,6 +102,18 @@ impl Sightings {
             tracing::debug!(node = %lease.node, ?ahead, "per-node Lease renewed ahead of this clock; alive once a renewal is seen");
         }
         Some(lease)
+    }
+
+    /// What the Lease watch said at `now`, as far as being able to see renewals goes.
+    pub fn heard(&mut self, what: Heard, now: Timestamp) {
+        match what {
+            // kube's watcher announces a (re)list before it asks the API server: no proof the
+            // server answers. An allocator started in an outage took that for its start, so
+            // every Lease it first read after the return had been "dead" for a while.
+            Heard::ListStarts => {}
+            Heard::Answered => self.watching(now),
+            Heard::Failed => self.blind(now),
+        }
     }
 
     /// The watch broke at `now`: until it is back, no renewal can be seen, so the time does not
@@ -259,6 +282,27 @@ mod tests {
         assert_eq!(expires(&mut sightings, renewed, 80), Some(t0 + s(78)));
         // A renewal seen after the return counts from when it is seen, credit gone.
         assert_eq!(expires(&mut sightings, r1, 81), Some(t0 + s(96)));
+    }
+
+    /// A fresh-clone run: an allocator restarted 11 s into a 60 s outage reported a node's
+    /// address "no longer announced", its Lease "expired" 15 s after the restart: the watcher's
+    /// announcements of a list (before each failed attempt) counted as the reader's start.
+    #[test]
+    fn a_reader_started_in_an_outage_starts_when_the_api_server_answers() {
+        let t0 = at("2026-11-30T10:00:00Z");
+        let mut s = Sightings::default();
+        for at in [0, 1, 5, 9] {
+            s.heard(Heard::ListStarts, t0 + secs(at));
+            s.heard(Heard::Failed, t0 + secs(at));
+        }
+        s.heard(Heard::ListStarts, t0 + secs(50));
+        s.heard(Heard::Answered, t0 + secs(50));
+        let old = lease("ferrolb-node-n", "2026-11-30T09:59:48.000000Z");
+        let expires = s
+            .observe(&old, t0 + secs(50))
+            .expect("a per-node Lease")
+            .expires;
+        assert_eq!(expires, Some(t0 + secs(65)), "one duration from the answer");
     }
 
     #[test]

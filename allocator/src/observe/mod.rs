@@ -29,7 +29,7 @@ pub use service::{
 pub use views::{Endpoints, GroupView, NodeLease, Snapshot, add_slice};
 
 pub use ferrolb_api::watch_backoff::WatchBackoff;
-use leases::Sightings;
+use leases::{Heard, Sightings};
 
 /// The caches, plus the objects our own writes returned that the caches have not seen yet
 /// (so that a pass right after a write does not decide on stale status).
@@ -118,10 +118,12 @@ where
             let node_lease = |o: &DynamicObject| o.name_any().starts_with(NODE_LEASE_PREFIX);
             // While the watch is broken no renewal can be seen: that time is not held against
             // the Leases (an API-server outage would otherwise kill every node at once).
-            match &ev {
-                Ok(_) => lock(&sightings).watching(Timestamp::now()),
-                Err(_) => lock(&sightings).blind(Timestamp::now()),
-            }
+            let heard = match &ev {
+                Ok(watcher::Event::Init) => Heard::ListStarts,
+                Ok(_) => Heard::Answered,
+                Err(_) => Heard::Failed,
+            };
+            lock(&sightings).heard(heard, Timestamp::now());
             match ev {
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) if node_lease(&o) => {
                     lock(&sightings).observe(&o, Timestamp::now());
