@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Migration, block_edges, family_of, host_safe_cidr, parse_entry, pool, service_group};
+use super::{
+    Migration, block_edges, family_of, host_safe_cidr, name_of, parse_entry, pool, service_group,
+};
 use ferrolb_api::pool::Family;
 use ferrolb_api::servicegroup::admission::{Labels, matches};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -24,12 +26,6 @@ pub fn migrate(objects: &[Value]) -> Migration {
             .unwrap_or("")
             .to_string()
     };
-    let name = |o: &Value| {
-        o.pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string()
-    };
     let pools: Vec<&Value> = objects
         .iter()
         .filter(|o| kind(o) == "IPAddressPool")
@@ -40,11 +36,11 @@ pub fn migrate(objects: &[Value]) -> Migration {
         let (is_l2, is_bgp) = (k == "L2Advertisement", k == "BGPAdvertisement");
         if !is_l2 && !is_bgp {
             if k != "IPAddressPool" {
-                m.note(&format!("{k}/{}", name(o)), no_equivalent(&k));
+                m.note(&format!("{k}/{}", name_of(o)), no_equivalent(&k));
             }
             continue;
         }
-        let named = pools_of(o, &pools, &format!("{k}/{}", name(o)), &mut m);
+        let named = pools_of(o, &pools, &format!("{k}/{}", name_of(o)), &mut m);
         for p in named {
             let entry = announced.entry(p).or_default();
             if is_l2 {
@@ -55,7 +51,7 @@ pub fn migrate(objects: &[Value]) -> Migration {
         }
     }
     for p in pools {
-        convert_pool(p, announced.get(&name(p)), &mut m);
+        convert_pool(p, announced.get(&name_of(p)), &mut m);
     }
     m
 }
@@ -63,12 +59,6 @@ pub fn migrate(objects: &[Value]) -> Migration {
 /// The pools an advertisement applies to, as MetalLB decides: those it names and those its
 /// `ipAddressPoolSelectors` match (by the pools' labels); every pool when it has neither.
 fn pools_of(adv: &Value, pools: &[&Value], object: &str, m: &mut Migration) -> Vec<String> {
-    let name = |p: &Value| {
-        p.pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string()
-    };
     let listed = adv
         .pointer("/spec/ipAddressPools")
         .and_then(Value::as_array);
@@ -76,7 +66,7 @@ fn pools_of(adv: &Value, pools: &[&Value], object: &str, m: &mut Migration) -> V
         .pointer("/spec/ipAddressPoolSelectors")
         .and_then(Value::as_array);
     if listed.is_none_or(Vec::is_empty) && selectors.is_none_or(Vec::is_empty) {
-        return pools.iter().map(|p| name(p)).collect();
+        return pools.iter().map(|p| name_of(p)).collect();
     }
     let mut out: Vec<String> = listed
         .into_iter()
@@ -95,7 +85,7 @@ fn pools_of(adv: &Value, pools: &[&Value], object: &str, m: &mut Migration) -> V
                             .pointer("/metadata/labels")
                             .and_then(|l| serde_json::from_value(l.clone()).ok())
                             .unwrap_or_default();
-                        matches(&sel, &labels).map(|yes| yes.then(|| name(p)))
+                        matches(&sel, &labels).map(|yes| yes.then(|| name_of(p)))
                     })
                     .collect::<Result<Vec<_>, String>>()?
                     .into_iter()
@@ -144,15 +134,9 @@ fn carried_bgp<'a>(bgp: &[&'a Value], object: &str, m: &mut Migration) -> Option
         .filter_map(|k| a.pointer(&format!("/spec/{k}")).map(|v| format!("{k} {v}")))
         .collect::<Vec<_>>()
     };
-    let adv_name = |a: &Value| {
-        a.pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string()
-    };
     for other in bgp.iter().filter(|a| !std::ptr::eq(**a, chosen)) {
         if attrs(other) != attrs(chosen) {
-            m.note(object, format!("BGPAdvertisement/{} announces it too ({}); a ferrolb group announces its addresses with one set of attributes, so it carries BGPAdvertisement/{}'s (the most specific aggregation); add the other announcement with an export filter in the BIRD template", adv_name(other), attrs(other).join(", "), adv_name(chosen)));
+            m.note(object, format!("BGPAdvertisement/{} announces it too ({}); a ferrolb group announces its addresses with one set of attributes, so it carries BGPAdvertisement/{}'s (the most specific aggregation); add the other announcement with an export filter in the BIRD template", name_of(other), attrs(other).join(", "), name_of(chosen)));
         }
     }
     Some(chosen)
@@ -168,11 +152,7 @@ fn no_equivalent(kind: &str) -> String {
 }
 
 fn convert_pool(p: &Value, announced: Option<&Announced<'_>>, m: &mut Migration) {
-    let name = p
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_string();
+    let name = name_of(p);
     let object = format!("IPAddressPool/{name}");
     let (l2, bgp) = announced
         .map(|a| (a.l2.as_slice(), a.bgp.as_slice()))

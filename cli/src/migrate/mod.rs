@@ -39,6 +39,14 @@ pub fn migrate(source: Source, objects: &[Value]) -> Migration {
     }
 }
 
+/// An object's `metadata.name` ("?" when it has none), for names and notes.
+fn name_of(o: &Value) -> String {
+    o.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string()
+}
+
 /// A ferrolb pool entry.
 fn pool(subnet: IpNetwork, pool: &str, aggregation: Option<&str>) -> Value {
     let mut p = json!({ "subnet": subnet.to_string(), "pool": pool });

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Migration, is_v4, parse_entry, pool, service_group};
+use super::{Migration, is_v4, name_of, parse_entry, pool, service_group};
 use ferrolb_api::pool::non_host_addresses;
 use ipnetwork::IpNetwork;
 
@@ -10,10 +10,7 @@ pub fn migrate(objects: &[Value]) -> Migration {
     let mut m = Migration::default();
     for o in objects {
         let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
-        let name = o
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("?");
+        let name = &name_of(o);
         let v2 = o.get("apiVersion").and_then(Value::as_str) == Some("purelb.io/v2");
         let object = format!("{kind}/{name}");
         match kind {
