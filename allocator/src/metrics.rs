@@ -117,7 +117,10 @@ pub fn announcers(services: &[SvcPlan]) -> BTreeMap<AddressLabels, usize> {
                 AddrFamily::V4 => ann::ANNOUNCING_IPV4,
                 AddrFamily::V6 => ann::ANNOUNCING_IPV6,
             };
-            let n = p.annotations.get(key).map_or(0, |v| nodes_in(v));
+            let n = p
+                .annotations
+                .get(key)
+                .map_or(0, |v| nodes_in(&ann::announcing_for(v, *addr)));
             out.insert(
                 AddressLabels {
                     service_namespace: p.key.namespace.clone(),

@@ -68,6 +68,24 @@ impl Owner {
     }
 }
 
+/// Where a Service's address sits in its group: its family and, for a Service that gets one
+/// address in each subnet (multiPool), the subnet of the pool it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot {
+    pub family: Family,
+    pub subnet: Option<IpNetwork>,
+}
+
+impl Slot {
+    /// The one slot of a family, for a Service with one address per family.
+    pub fn family(family: Family) -> Self {
+        Slot {
+            family,
+            subnet: None,
+        }
+    }
+}
+
 /// One group's allocations.
 #[derive(Clone, Debug)]
 pub struct GroupBook {
@@ -79,13 +97,18 @@ pub struct GroupBook {
     /// Addresses of this group's pool that another group's Service holds: that group's name and
     /// the Service. Allocated in the IPAM, so never handed out here.
     pub foreign: BTreeMap<IpAddr, (String, Owner)>,
-    /// Sharing key and family → the address the key is bound to.
-    pub keys: BTreeMap<(String, Family), IpAddr>,
+    /// Sharing key, family and the subnet of the address (see [`GroupBook::subnet_of`]) → the
+    /// address the key is bound to there.
+    keys: BTreeMap<(String, Family, Option<IpNetwork>), IpAddr>,
     /// New allocations may come from this group.
     pub usable: bool,
     /// New allocations spread evenly over the pools (`balancePools`).
     pub balance: bool,
     pub families: BTreeSet<Family>,
+    /// Each parsed pool's range and subnet, in the group's order.
+    ranges: Vec<(AddrRange, IpNetwork)>,
+    /// `spec.local.multiPool`: one address in each subnet, per family.
+    pub multi_pool: bool,
 }
 
 impl GroupBook {
@@ -119,6 +142,7 @@ impl GroupBook {
             Vec::new()
         };
         let families = pools.iter().map(|p| p.family).collect();
+        let ranges = pools.iter().map(|p| (p.range, p.subnet)).collect();
         let ipam = Ipam::with_aggregates(pool, aggregates)
             .unwrap_or_else(|_| Ipam::new(Pool::default()).expect("an empty pool is always valid"));
         GroupBook {
@@ -131,6 +155,70 @@ impl GroupBook {
             usable,
             balance: g.spec.balance_pools,
             families,
+            ranges,
+            multi_pool: g.spec.local.as_ref().is_some_and(|l| l.multi_pool),
+        }
+    }
+
+    /// Whether `svc` gets one address in each subnet of this group: a local group, multiPool
+    /// from the Service's annotation or else the group, and no requested address (a Service
+    /// that requests addresses gets exactly those).
+    pub fn multi_for(&self, svc: &SvcView) -> bool {
+        self.group_type == GroupType::Local
+            && svc.requested.addrs.is_empty()
+            && svc.multi_pool.unwrap_or(self.multi_pool)
+    }
+
+    /// The subnet of the pool `addr` belongs to: the first whose range has it, else (a range
+    /// that shrank) the first whose subnet has it.
+    pub fn subnet_of(&self, addr: IpAddr) -> Option<IpNetwork> {
+        self.ranges
+            .iter()
+            .find(|(r, s)| r.contains(addr) && s.contains(addr))
+            .or_else(|| self.ranges.iter().find(|(_, s)| s.contains(addr)))
+            .map(|(_, s)| *s)
+    }
+
+    /// The slot of an address a Service shows, with multiPool or not.
+    pub fn slot_of(&self, addr: IpAddr, multi: bool) -> Slot {
+        Slot {
+            family: Family::of(addr),
+            subnet: if multi { self.subnet_of(addr) } else { None },
+        }
+    }
+
+    /// The slots a Service needs in `family`: one, or with multiPool one per subnet of the
+    /// group's pools of that family, in the pools' order.
+    pub fn slots(&self, family: Family, multi: bool) -> Vec<Slot> {
+        if !multi {
+            return vec![Slot::family(family)];
+        }
+        let mut out: Vec<Slot> = Vec::new();
+        for (r, s) in &self.ranges {
+            let slot = Slot {
+                family,
+                subnet: Some(*s),
+            };
+            if r.family() == family && !out.contains(&slot) {
+                out.push(slot);
+            }
+        }
+        out
+    }
+
+    /// The address a sharing key is bound to in `slot`: with a subnet, the one in that
+    /// subnet; else the key's first address of the family.
+    pub fn bound(&self, key: &str, slot: Slot) -> Option<IpAddr> {
+        match slot.subnet {
+            Some(_) => self
+                .keys
+                .get(&(key.to_string(), slot.family, slot.subnet))
+                .copied(),
+            None => self
+                .keys
+                .iter()
+                .find(|((k, f, _), _)| k == key && *f == slot.family)
+                .map(|(_, a)| *a),
         }
     }
 
@@ -164,7 +252,6 @@ impl GroupBook {
     }
 
     fn rebind_keys(&mut self) {
-        self.keys.clear();
         let mut firsts: Vec<(&ObjKey, &str, Family, IpAddr)> = Vec::new();
         for (addr, users) in &self.owners {
             for o in users {
@@ -174,9 +261,12 @@ impl GroupBook {
             }
         }
         // The key binds to the address of its first user in owner order, which is age order.
+        let mut keys = BTreeMap::new();
         for (_, k, family, addr) in firsts {
-            self.keys.entry((k.to_string(), family)).or_insert(addr);
+            keys.entry((k.to_string(), family, self.subnet_of(addr)))
+                .or_insert(addr);
         }
+        self.keys = keys;
     }
 
     /// Takes `addr` for `owner`: joins its users when allowed, else requests it from the IPAM.
@@ -202,13 +292,18 @@ impl GroupBook {
         Ok(())
     }
 
-    /// Takes a free address of `family` for `owner`: the lowest, or with `balancePools` the
-    /// lowest of the pool with the fewest allocated addresses.
-    fn allocate(&mut self, family: Family, owner: &Owner) -> Result<IpAddr, ipam::Error> {
-        let addr = if self.balance {
-            self.ipam.allocate_balanced(family)?
-        } else {
-            self.ipam.allocate(family)?
+    /// Takes a free address of `slot` for `owner`: the lowest, or with `balancePools` the
+    /// lowest of the pool with the fewest allocated addresses; with a subnet, only from the
+    /// pools of that subnet.
+    fn allocate(&mut self, slot: Slot, owner: &Owner) -> Result<IpAddr, ipam::Error> {
+        let addr = match slot.subnet {
+            Some(subnet) => {
+                let ranges = self.ranges_in(subnet);
+                self.ipam
+                    .allocate_within(slot.family, &ranges, self.balance)?
+            }
+            None if self.balance => self.ipam.allocate_balanced(slot.family)?,
+            None => self.ipam.allocate(slot.family)?,
         };
         self.add_owner(addr, owner);
         Ok(addr)
@@ -217,8 +312,9 @@ impl GroupBook {
     fn add_owner(&mut self, addr: IpAddr, owner: &Owner) {
         self.adopt(addr, owner.clone());
         if let Some(k) = &owner.sharing_key {
+            let subnet = self.subnet_of(addr);
             self.keys
-                .entry((k.clone(), Family::of(addr)))
+                .entry((k.clone(), Family::of(addr), subnet))
                 .or_insert(addr);
         }
     }
@@ -254,10 +350,26 @@ impl GroupBook {
         }
     }
 
-    /// Whether [`Self::allocate`] would find a free address of `family` now.
-    pub fn has_free(&self, family: Family) -> bool {
-        let u = self.ipam.utilization(family);
-        u.allocated < u.capacity
+    /// Whether [`Self::allocate`] would find a free address for `slot` now.
+    pub fn has_free(&self, slot: Slot) -> bool {
+        match slot.subnet {
+            None => {
+                let u = self.ipam.utilization(slot.family);
+                u.allocated < u.capacity
+            }
+            Some(subnet) => self
+                .ipam
+                .has_free_within(slot.family, &self.ranges_in(subnet)),
+        }
+    }
+
+    /// The ranges of the pools of `subnet`.
+    fn ranges_in(&self, subnet: IpNetwork) -> Vec<AddrRange> {
+        self.ranges
+            .iter()
+            .filter(|(_, s)| *s == subnet)
+            .map(|(r, _)| *r)
+            .collect()
     }
 
     /// Allocated addresses of `family`, in the pool or not.
@@ -357,19 +469,18 @@ impl Book {
         Ok(())
     }
 
-    /// Takes a free address of `family` in `group` for `owner` (see [`GroupBook`]'s
+    /// Takes a free address for `slot` in `group` for `owner` (see [`GroupBook`]'s
     /// `allocate`; a group not in the book has none).
     pub fn allocate(
         &mut self,
         group: &str,
-        family: Family,
+        slot: Slot,
         owner: &Owner,
     ) -> Result<IpAddr, ipam::Error> {
-        let g = self
-            .groups
-            .get_mut(group)
-            .ok_or(ipam::Error::Exhausted { family })?;
-        let addr = g.allocate(family, owner)?;
+        let g = self.groups.get_mut(group).ok_or(ipam::Error::Exhausted {
+            family: slot.family,
+        })?;
+        let addr = g.allocate(slot, owner)?;
         self.mark(group, addr, owner);
         Ok(addr)
     }

@@ -24,6 +24,11 @@ pub const ALLOW_SHARED_IP_ALIASES: &[&str] = &[
     "metallb.universe.tf/allow-shared-ip",
 ];
 
+/// One address in each subnet of a local group (PureLB's multiPool), per Service: `true` or
+/// `false`, overriding the group's `spec.local.multiPool`.
+pub const MULTI_POOL: &str = "ferrolb.io/multi-pool";
+pub const MULTI_POOL_ALIASES: &[&str] = &["purelb.io/multi-pool"];
+
 /// Written by the allocator: always `ferrolb`.
 pub const ALLOCATED_BY: &str = "ferrolb.io/allocated-by";
 pub const ALLOCATED_BY_VALUE: &str = "ferrolb";
@@ -34,6 +39,26 @@ pub const POOL_TYPE: &str = "ferrolb.io/pool-type";
 /// Written by the allocator from the per-node Leases.
 pub const ANNOUNCING_IPV4: &str = "ferrolb.io/announcing-IPv4";
 pub const ANNOUNCING_IPV6: &str = "ferrolb.io/announcing-IPv6";
+
+/// The entries of an `announcing-IPv4/-IPv6` value that are about `addr`. A local group's value
+/// lists `node,interface,address` per holder, of every address of the family the Service has
+/// (several with multiPool); a virtual group's (`<n> nodes,<interface>`) is about all of them.
+pub fn announcing_for(value: &str, addr: std::net::IpAddr) -> String {
+    if value.contains(" nodes,") {
+        return value.to_string();
+    }
+    value
+        .split_whitespace()
+        .filter(|entry| {
+            entry
+                .rsplit(',')
+                .next()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                == Some(addr)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// Annotations of PureLB and MetalLB that ferrolb does not implement, each with what ferrolb
 /// does instead (the advice a Warning Event carries). Those the peers write themselves
@@ -52,10 +77,6 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "purelb.io/skip-ipv6-dad",
         "ferrolb always adds IPv6 addresses without DAD (the election prevents duplicates); remove it",
-    ),
-    (
-        "purelb.io/multi-pool",
-        "ferrolb gives a Service at most one address per family; remove it",
     ),
     (
         "purelb.io/re-evaluate",
@@ -96,6 +117,7 @@ mod tests {
                     "purelb.io/service-group",
                     "purelb.io/addresses",
                     "purelb.io/allow-shared-ip",
+                    "purelb.io/multi-pool",
                 ],
                 &[],
             ),
@@ -144,9 +166,9 @@ mod tests {
                 ],
             ),
             (
-                "multi-pool and re-evaluate",
+                "re-evaluate, and multi-pool which is honoured",
                 &["purelb.io/re-evaluate", "purelb.io/multi-pool"],
-                &["purelb.io/multi-pool", "purelb.io/re-evaluate"],
+                &["purelb.io/re-evaluate"],
             ),
             ("a lookalike", &["purelb.io/allow-locals"], &[]),
         ];
@@ -161,11 +183,35 @@ mod tests {
     }
 
     #[test]
+    fn announcing_entries_are_picked_per_address() {
+        let value = "n0,eth0,192.0.2.10 n2,eth1,198.51.100.10 n1,eth0,192.0.2.10";
+        let a = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
+        assert_eq!(
+            announcing_for(value, a("192.0.2.10")),
+            "n0,eth0,192.0.2.10 n1,eth0,192.0.2.10"
+        );
+        assert_eq!(
+            announcing_for(value, a("198.51.100.10")),
+            "n2,eth1,198.51.100.10"
+        );
+        assert_eq!(announcing_for(value, a("192.0.2.11")), "");
+        assert_eq!(
+            announcing_for("3 nodes,kube-lb0", a("203.0.113.1")),
+            "3 nodes,kube-lb0"
+        );
+        assert_eq!(
+            announcing_for("n0,eth0,2001:db8::1", a("2001:db8::1")),
+            "n0,eth0,2001:db8::1"
+        );
+    }
+
+    #[test]
     fn every_unsupported_annotation_is_a_peer_input_with_advice() {
         let honoured: Vec<&str> = [
             SERVICE_GROUP_ALIASES,
             ADDRESSES_ALIASES,
             ALLOW_SHARED_IP_ALIASES,
+            MULTI_POOL_ALIASES,
         ]
         .concat();
         for (key, advice) in UNSUPPORTED {

@@ -12,6 +12,7 @@ use crate::duration::parse_within;
 use crate::lbnodeagent::{LBNodeAgentSpec, SELECTOR_OPERATORS, bounds};
 use crate::pool::{AddrRange, Family, parse_cidr};
 use crate::servicegroup::{Pool, ServiceGroupSpec};
+use ipnetwork::IpNetwork;
 
 /// One problem, with the field it is about (`spec.local.v4pools[0].pool`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +33,7 @@ pub struct ParsedPool {
     pub field: String,
     pub family: Family,
     pub range: AddrRange,
+    pub subnet: IpNetwork,
 }
 
 /// Parses every pool of a group. Pools that do not parse, or whose range is reversed, are left
@@ -96,6 +98,7 @@ fn parse_pool(pool: &Pool, family: Family, field: &str) -> Result<ParsedPool, Pr
         field: field.to_string(),
         family,
         range,
+        subnet,
     })
 }
 
@@ -423,6 +426,7 @@ mod tests {
             local: Some(LocalSpec {
                 v4pools: v4,
                 v6pools: v6,
+                ..Default::default()
             }),
             auto_assign: Some(true),
             ..Default::default()

@@ -102,6 +102,16 @@ pub struct LocalSpec {
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.all(p, !isCIDR(p.subnet) || cidr(p.subnet).ip().family() == 6)").message("spec.local.v6pools: every subnet must be an IPv6 CIDR"))]
     pub v6pools: Vec<Pool>,
+    /// One address in each subnet of the pools, per family, for every Service of this group
+    /// (PureLB's multiPool), each held by a node on that subnet. A Service overrides it with
+    /// the ferrolb.io/multi-pool annotation ("true" or "false"); a Service that requests
+    /// addresses gets exactly those.
+    #[serde(
+        default,
+        rename = "multiPool",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub multi_pool: bool,
 }
 
 /// Pools of a virtual group and the BGP attributes of its routes.

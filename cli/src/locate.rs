@@ -137,7 +137,10 @@ fn announcing(svc: &ServiceInfo, addr: IpAddr) -> Option<String> {
         Family::V4 => ann::ANNOUNCING_IPV4,
         Family::V6 => ann::ANNOUNCING_IPV6,
     };
-    svc.annotations.get(key).cloned()
+    svc.annotations
+        .get(key)
+        .map(|v| ann::announcing_for(v, addr))
+        .filter(|v| !v.is_empty())
 }
 
 fn base(svc: &ServiceInfo, addr: IpAddr, kind: &str) -> AddressReport {

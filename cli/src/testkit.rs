@@ -29,6 +29,7 @@ pub fn local_group(name: &str) -> Group {
             local: Some(LocalSpec {
                 v4pools: vec![pool("192.0.2.0/24", "192.0.2.100-192.0.2.150", None)],
                 v6pools: vec![pool("2001:db8:1::/64", "2001:db8:1::/120", None)],
+                ..Default::default()
             }),
             ..Default::default()
         },

@@ -94,6 +94,7 @@ impl Groups {
             local: Some(LocalSpec {
                 v4pools: vec![pool("192.0.2.0/24", "192.0.2.100-192.0.2.250", None)],
                 v6pools: vec![pool("2001:db8:1::/64", "2001:db8:1::1:0/112", None)],
+                ..Default::default()
             }),
             ..Default::default()
         };

@@ -12,7 +12,9 @@ use ferrolb_api::servicegroup::GroupType;
 use super::{Note, SvcPlan};
 use crate::observe::{Snapshot, SvcView};
 
-/// Adds the announcing annotation of `addr` and the Events about its holders to `p`.
+/// Adds the announcing entries of `addr` to the annotation of its family (a Service with
+/// multiPool has several addresses of a family, each with its own holders) and the Events
+/// about its holders to `p`.
 pub fn announce(
     snap: &Snapshot,
     svc: &SvcView,
@@ -51,9 +53,13 @@ pub fn announce(
             (!holders.is_empty()).then(|| holders.join(" "))
         }
     };
-    let old = svc.written.get(key);
-    if group_type == GroupType::Local && old != value.as_ref() {
-        let was = old.map_or("nobody".to_string(), |o| nodes_of(o));
+    let old = svc
+        .written
+        .get(key)
+        .map(|v| ann::announcing_for(v, addr))
+        .filter(|v| !v.is_empty());
+    if group_type == GroupType::Local && old != value {
+        let was = old.as_deref().map_or("nobody".to_string(), nodes_of);
         let message = match &value {
             Some(v) => format!(
                 "{family} {addr} is now announced by {} (was {was})",
@@ -61,13 +67,22 @@ pub fn announce(
             ),
             None => format!(
                 "{family} {addr} is no longer announced (was {was}): {}",
-                why_not_announced(snap, old.map(String::as_str).unwrap_or_default())
+                why_not_announced(snap, old.as_deref().unwrap_or_default())
             ),
         };
         p.news.push(Note::normal(reason::HOLDER_CHANGED, message));
     }
     if let Some(v) = value {
-        p.annotations.insert(key.to_string(), v);
+        p.annotations
+            .entry(key.to_string())
+            .and_modify(|all| {
+                // A virtual group's value is the same for every address of the family.
+                if group_type == GroupType::Local {
+                    all.push(' ');
+                    all.push_str(&v);
+                }
+            })
+            .or_insert(v);
     }
 }
 

@@ -14,7 +14,7 @@ use super::select::{
 };
 use super::{GroupChecks, Note, Plan, SvcPlan, announce, group_status};
 use crate::observe::{GroupView, Snapshot, SvcView};
-use crate::state::{Book, Owner};
+use crate::state::{Book, Owner, Slot};
 
 /// One of our Services during the pass.
 struct Work<'a> {
@@ -24,8 +24,9 @@ struct Work<'a> {
     /// `None` for a Service that names none and holds nothing: [`allocate`] picks one.
     group: Option<Result<String, String>>,
     families: Result<Vec<Family>, String>,
-    /// Addresses it keeps or gets, and the group they come from.
-    held: BTreeMap<Family, IpAddr>,
+    /// Addresses it keeps or gets (one per family, or with multiPool one per subnet), and the
+    /// group they come from.
+    held: BTreeMap<Slot, IpAddr>,
     held_group: Option<String>,
     plan: SvcPlan,
 }
@@ -189,7 +190,7 @@ fn adopt(w: &mut Work<'_>, book: &mut Book, yielding: &BTreeMap<(String, IpAddr)
     };
     for &addr in &w.svc.ingress {
         let family = Family::of(addr);
-        if w.held.contains_key(&family) || !keep.contains(&family) {
+        if !keep.contains(&family) {
             continue;
         }
         if let Some(others) = yielding.get(&(w.svc.uid.clone(), addr)) {
@@ -211,6 +212,14 @@ fn adopt(w: &mut Work<'_>, book: &mut Book, yielding: &BTreeMap<(String, IpAddr)
             (Err(_), None) => continue,
         };
         if w.held_group.as_ref().is_some_and(|g| *g != target) {
+            continue;
+        }
+        // One address per slot: a second of a family (or, with multiPool, of a subnet) is
+        // released; the first one shown stays.
+        let slot = book.groups.get(&target).map_or(Slot::family(family), |g| {
+            g.slot_of(addr, g.multi_for(w.svc))
+        });
+        if w.held.contains_key(&slot) {
             continue;
         }
         // Oldest first across groups: an older Service of another group keeps it.
@@ -250,7 +259,7 @@ fn adopt(w: &mut Work<'_>, book: &mut Book, yielding: &BTreeMap<(String, IpAddr)
             }
         }
         book.adopt(&target, addr, w.owner.clone());
-        w.held.insert(family, addr);
+        w.held.insert(slot, addr);
         w.held_group = Some(target);
     }
 }
@@ -312,7 +321,7 @@ fn allocate(
                 .get(g)
                 .map(|b| b.families.clone())
                 .unwrap_or_default();
-            offered.extend(w.held.keys().copied());
+            offered.extend(w.held.keys().map(|s| s.family));
             match families(svc, &offered, g) {
                 Ok(f) => (g.clone(), f),
                 Err(e) => {
@@ -334,21 +343,24 @@ fn allocate(
         fail(w, reason::REQUESTED_ADDRESS_UNAVAILABLE, msg);
         return;
     }
-    let todo: Vec<Family> = fams
+    let Some(g) = book.groups.get(&gname) else {
+        return;
+    };
+    let multi = g.multi_for(svc);
+    let todo: Vec<Slot> = fams
         .iter()
-        .copied()
-        .filter(|f| match (w.held.get(f), req.addrs.get(f)) {
-            (None, _) => true,
-            (Some(h), Some(r)) => h != r,
-            (Some(_), None) => false,
-        })
+        .flat_map(|&f| g.slots(f, multi))
+        .filter(
+            |slot| match (w.held.get(slot), req.addrs.get(&slot.family)) {
+                (None, _) => true,
+                (Some(h), Some(r)) => h != r,
+                (Some(_), None) => false,
+            },
+        )
         .collect();
     if todo.is_empty() {
         return;
     }
-    let Some(g) = book.groups.get(&gname) else {
-        return;
-    };
     if !g.usable {
         let msg = format!(
             "ServiceGroup {gname:?} gives out no addresses now (see its conditions: overlapping, invalid range or being deleted); fix it or name another group"
@@ -356,14 +368,15 @@ fn allocate(
         fail(w, reason::ALLOCATION_FAILED, msg);
         return;
     }
-    let mut taken: Vec<IpAddr> = Vec::new();
+    let mut taken: Vec<(Slot, IpAddr)> = Vec::new();
     let mut failure: Option<(&'static str, String)> = None;
-    for &family in &todo {
-        let bound = w.owner.sharing_key.as_ref().and_then(|k| {
-            book.groups
-                .get(&gname)
-                .and_then(|g| g.keys.get(&(k.clone(), family)).copied())
-        });
+    for &slot in &todo {
+        let family = slot.family;
+        let bound = w
+            .owner
+            .sharing_key
+            .as_ref()
+            .and_then(|k| book.groups.get(&gname).and_then(|g| g.bound(k, slot)));
         let got = if let Some(&r) = req.addrs.get(&family) {
             book.take(&gname, r, &w.owner).map(|()| r).map_err(|why| {
                 (
@@ -379,23 +392,27 @@ fn allocate(
                 )
             })
         } else {
-            book.allocate(&gname, family, &w.owner).map_err(|_| {
+            book.allocate(&gname, slot, &w.owner).map_err(|_| {
                 exhausted.insert((gname.clone(), family));
                 let pools = book
                     .groups
                     .get(&gname)
                     .map(|g| g.pools_text())
                     .unwrap_or_default();
+                let place = match slot.subnet {
+                    Some(net) => format!("in subnet {net} of ServiceGroup {gname:?} (multiPool: one address per subnet)"),
+                    None => format!("in ServiceGroup {gname:?}"),
+                };
                 (
                     reason::ALLOCATION_FAILED,
                     format!(
-                        "no free {family} address in ServiceGroup {gname:?} ({pools}); add a range to the group or free an address"
+                        "no free {family} address {place} ({pools}); add a range to the group or free an address"
                     ),
                 )
             })
         };
         match got {
-            Ok(a) => taken.push(a),
+            Ok(a) => taken.push((slot, a)),
             Err(f) => {
                 failure = Some(f);
                 break;
@@ -404,14 +421,14 @@ fn allocate(
     }
     if let Some((why, msg)) = failure {
         // Never half done: give back what this pass took.
-        for a in taken {
+        for (_, a) in taken {
             book.drop_owner(&gname, a, &w.owner.uid);
         }
         fail(w, why, msg);
         return;
     }
-    for a in taken {
-        if let Some(old) = w.held.insert(Family::of(a), a) {
+    for (slot, a) in taken {
+        if let Some(old) = w.held.insert(slot, a) {
             book.drop_owner(&gname, old, &w.owner.uid);
         }
         w.plan.allocated.push(a);
@@ -470,9 +487,15 @@ fn finish(mut w: Work<'_>, snap: &Snapshot, book: &Book) -> SvcPlan {
             .iter()
             .filter(|f| !svc.families.contains(f)),
     );
+    // By family in the Service's order, then by subnet.
     let ingress: Vec<IpAddr> = order
         .iter()
-        .filter_map(|f| w.held.get(f).copied())
+        .flat_map(|f| {
+            w.held
+                .iter()
+                .filter(move |(slot, _)| slot.family == *f)
+                .map(|(_, a)| *a)
+        })
         .collect();
     let mut p = w.plan;
     p.news.extend(released(svc, &ingress));

@@ -157,12 +157,16 @@ fn no_room(g: &GroupBook, s: &SvcView, owner: &Owner) -> BTreeMap<Family, String
                     .then(|| format!("the requested {r} is in use"))
             }
         } else {
-            let shareable = s.sharing_key.as_ref().is_some_and(|k| {
-                g.keys
-                    .get(&(k.clone(), f))
-                    .is_some_and(|a| g.join_check(*a, owner).is_ok())
-            });
-            (!shareable && !g.has_free(f)).then(|| format!("no free {f} address"))
+            g.slots(f, g.multi_for(s)).into_iter().find_map(|slot| {
+                let shareable = s.sharing_key.as_ref().is_some_and(|k| {
+                    g.bound(k, slot)
+                        .is_some_and(|a| g.join_check(a, owner).is_ok())
+                });
+                (!shareable && !g.has_free(slot)).then(|| match slot.subnet {
+                    Some(net) => format!("no free {f} address in subnet {net}"),
+                    None => format!("no free {f} address"),
+                })
+            })
         };
         if let Some(why) = why {
             out.insert(f, why);

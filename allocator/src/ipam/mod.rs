@@ -302,24 +302,51 @@ impl Ipam {
     /// ranges with no free address are passed over. Costs O(log n) per range plus the runs
     /// of allocations inside it.
     pub fn allocate_balanced(&mut self, family: Family) -> Result<IpAddr> {
+        let ranges = self.pool.ranges(family).to_vec();
+        self.allocate_within(family, &ranges, true)
+    }
+
+    /// Takes a free address of `family` from `ranges` only (ranges of the pool, e.g. those of
+    /// one subnet): the lowest free one, or with `balanced` as [`Self::allocate_balanced`].
+    pub fn allocate_within(
+        &mut self,
+        family: Family,
+        ranges: &[AddrRange],
+        balanced: bool,
+    ) -> Result<IpAddr> {
         let book = self.book(family);
         let mut best: Option<(u128, u128)> = None;
-        for &range in self.pool.ranges(family) {
+        for &range in ranges {
             let Some((lo, hi)) = book.space.span(range) else {
                 continue;
             };
             let Some(free) = book.runs.lowest_free_in(lo, hi) else {
                 continue;
             };
-            let taken = book.runs.count_in(lo, hi);
-            if best.is_none_or(|(fewest, _)| taken < fewest) {
-                best = Some((taken, free));
+            // Balanced: fewest taken first; else the lowest free address.
+            let rank = if balanced {
+                book.runs.count_in(lo, hi)
+            } else {
+                free
+            };
+            if best.is_none_or(|(r, _)| rank < r) {
+                best = Some((rank, free));
             }
         }
         let (_, index) = best.ok_or(Error::Exhausted { family })?;
         let book = self.book_mut(family);
         book.runs.insert(index);
         Ok(book.space.select(index))
+    }
+
+    /// Whether [`Self::allocate_within`] would find a free address.
+    pub fn has_free_within(&self, family: Family, ranges: &[AddrRange]) -> bool {
+        let book = self.book(family);
+        ranges.iter().any(|&range| {
+            book.space
+                .span(range)
+                .is_some_and(|(lo, hi)| book.runs.lowest_free_in(lo, hi).is_some())
+        })
     }
 
     /// Allocated addresses of each range of `family`'s pool, in the pool's order (an address

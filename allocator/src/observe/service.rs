@@ -72,6 +72,8 @@ pub struct SvcView {
     pub requested: Requested,
     pub group: Option<String>,
     pub sharing_key: Option<String>,
+    /// `ferrolb.io/multi-pool` (or its alias): overrides the group's `multiPool`.
+    pub multi_pool: Option<bool>,
     /// (protocol, port) of every port.
     pub ports: BTreeSet<(String, i32)>,
     pub etp_local: bool,
@@ -105,6 +107,18 @@ impl SvcView {
         let group = pick(ann::SERVICE_GROUP, ann::SERVICE_GROUP_ALIASES);
         let sharing_key = pick(ann::ALLOW_SHARED_IP, ann::ALLOW_SHARED_IP_ALIASES);
         let addresses = pick(ann::ADDRESSES, ann::ADDRESSES_ALIASES);
+        let multi_pool = match pick(ann::MULTI_POOL, ann::MULTI_POOL_ALIASES).as_deref() {
+            None => None,
+            Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
+            Some(v) => {
+                conflicts.push(format!(
+                    "{}={v:?} is neither \"true\" nor \"false\" and is ignored (the group's spec.local.multiPool applies)",
+                    ann::MULTI_POOL
+                ));
+                None
+            }
+        };
         let lb_ip = spec.load_balancer_ip.clone().filter(|s| !s.is_empty());
         let requested = parse_requested(addresses.as_deref().or(lb_ip.as_deref()), lb_ip.is_some());
         let (families, policy) = families_and_policy(
@@ -154,6 +168,7 @@ impl SvcView {
             requested,
             group,
             sharing_key,
+            multi_pool,
             ports,
             etp_local: spec.external_traffic_policy.as_deref() == Some("Local"),
             selector: spec.selector.clone().unwrap_or_default(),

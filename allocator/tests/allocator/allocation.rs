@@ -443,3 +443,48 @@ async fn serves_only_its_class_without_handle_unclassed() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(env.ips("unclassed").await.is_empty(), "not ours");
 }
+
+#[tokio::test]
+async fn multi_pool_gives_one_address_per_subnet_and_renumbers_nothing() {
+    let Some(env) = env("alloc-multipool").await else {
+        return;
+    };
+    let g = env.group_name("g");
+    let mut spec = local(
+        &[
+            ("192.0.2.0/24", "192.0.2.30-192.0.2.31"),
+            ("198.51.100.0/24", "198.51.100.30-198.51.100.31"),
+        ],
+        &[("2001:db8:3::/64", "2001:db8:3::/126")],
+    );
+    spec["local"]["multiPool"] = true.into();
+    env.apply_group(&g, spec).await;
+    let _a = env.allocator("a", false);
+    env.apply_svc(&svc("wide").group(&g).policy("RequireDualStack"))
+        .await;
+    // One address in each IPv4 subnet, one in the IPv6 one (its ::0 is the subnet's anycast).
+    env.wait_ips("wide", &["192.0.2.30", "198.51.100.30", "2001:db8:3::1"])
+        .await;
+    env.apply_svc(&svc("narrow").group(&g).ann(ann::MULTI_POOL, "false"))
+        .await;
+    env.wait_ips("narrow", &["192.0.2.31"]).await;
+    // The first subnet is full: all or nothing, and the Event names the subnet.
+    env.apply_svc(&svc("late").group(&g)).await;
+    let note = env.wait_event("late", reason::ALLOCATION_FAILED).await;
+    assert!(
+        note.contains("no free IPv4 address in subnet 192.0.2.0/24"),
+        "{note}"
+    );
+    assert!(env.ips("late").await.is_empty(), "no half allocation");
+    // Switched off for one Service: its first address of each family stays, the rest goes.
+    env.apply_svc(
+        &svc("wide")
+            .group(&g)
+            .policy("RequireDualStack")
+            .ann(ann::MULTI_POOL, "false"),
+    )
+    .await;
+    env.wait_ips("wide", &["192.0.2.30", "2001:db8:3::1"]).await;
+    let released = env.wait_event("wide", reason::ADDRESS_RELEASED).await;
+    assert!(released.contains("198.51.100.30"), "{released}");
+}

@@ -247,3 +247,46 @@ fn a_group_that_does_not_admit_the_service_is_named_with_its_rule() {
         r.notes
     );
 }
+
+#[test]
+fn a_multi_pool_service_shows_each_address_with_its_own_subnet_nodes() {
+    let mut g = local_group("wide");
+    if let Some(l) = g.spec.local.as_mut() {
+        l.v4pools
+            .push(pool("198.51.100.0/24", "198.51.100.10-198.51.100.20", None));
+        l.multi_pool = true;
+    }
+    let mut far = node("far", "true", &["198.51.100.10"]);
+    far.1.subnets = vec!["198.51.100.0/24".parse().expect("a CIDR")];
+    far.1.interface_v4 = Some("eth1".into());
+    let c = cluster(vec![g], vec![node("near", "true", &[ADDR]), far]);
+    let mut svc = service("wide", "local", &[ADDR, "198.51.100.10"]);
+    svc.annotations.insert(
+        ann::ANNOUNCING_IPV4.into(),
+        format!("near,eth0,{ADDR} far,eth1,198.51.100.10"),
+    );
+    let r = explain(&c, &svc);
+    assert_eq!(r.addresses.len(), 2);
+    let (lan, other) = (&r.addresses[0], &r.addresses[1]);
+    assert_eq!(lan.elected.as_deref(), Some("near"));
+    assert_eq!(
+        lan.announcing.as_deref(),
+        Some(format!("near,eth0,{ADDR}").as_str())
+    );
+    assert!(
+        role(lan, "far").why.starts_with("no subnet"),
+        "{:?}",
+        role(lan, "far")
+    );
+    assert_eq!(other.elected.as_deref(), Some("far"));
+    assert_eq!(other.announcing.as_deref(), Some("far,eth1,198.51.100.10"));
+    assert!(
+        role(other, "near").why.starts_with("no subnet"),
+        "{:?}",
+        role(other, "near")
+    );
+    assert!(
+        lan.warnings.is_empty() && other.warnings.is_empty(),
+        "{r:?}"
+    );
+}

@@ -162,20 +162,36 @@ fn service_group_of(o: &Value, name: &str, v2: bool, object: &str, m: &mut Migra
             extra[key] = true.into();
         }
     }
+    let mut pools = json!({ "v4pools": v4pools, "v6pools": v6pools });
     if section.get("multiPool").and_then(Value::as_bool) == Some(true) {
-        m.note(object, "multiPool (one address per range) is not implemented: each Service gets one address per family; a Service that had several keeps the first of each family and the others are released");
+        if is_virtual {
+            m.note(object, "multiPool applies to local groups only: each Service of this virtual group gets one address per family, and one that had several keeps the first");
+        } else {
+            pools["multiPool"] = true.into();
+            let mut seen = std::collections::BTreeSet::new();
+            let shared: Vec<String> = v4pools_and_v6pools(&pools)
+                .filter_map(|p| p["subnet"].as_str().map(str::to_string))
+                .filter(|s| !seen.insert(s.clone()))
+                .collect();
+            if !shared.is_empty() {
+                m.note(object, format!("multiPool is carried, but ferrolb gives one address per subnet, not per range: pools share subnet {}, so a Service that had an address in each keeps the first there", shared.join(", ")));
+            }
+        }
     }
     // PureLB serves a Service that names no group from the group named "default"; so does
     // ferrolb, and written out it stays so under another name.
     if name == "default" {
         extra["autoAssign"] = true.into();
     }
-    m.objects.push(service_group(
-        name,
-        kind,
-        json!({ "v4pools": v4pools, "v6pools": v6pools }),
-        extra,
-    ));
+    m.objects.push(service_group(name, kind, pools, extra));
+}
+
+/// Every pool of a group's pools section, IPv4 first.
+fn v4pools_and_v6pools(pools: &Value) -> impl Iterator<Item = &Value> {
+    ["v4pools", "v6pools"]
+        .into_iter()
+        .filter_map(|k| pools.get(k).and_then(Value::as_array))
+        .flatten()
 }
 
 fn agent_of(o: &Value, name: &str, v2: bool, object: &str, m: &mut Migration) {

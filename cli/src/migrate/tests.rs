@@ -259,7 +259,7 @@ fn advertisements_apply_to_the_pools_their_selectors_match() {
 }
 
 #[test]
-fn purelb_tenancy_is_carried_and_multi_pool_told() {
+fn purelb_tenancy_and_multi_pool_are_carried() {
     let m = run(
         Source::PureLb,
         include_str!("../../testdata/peers/purelb-v2-tenants.yaml"),
@@ -276,13 +276,33 @@ fn purelb_tenancy_is_carried_and_multi_pool_told() {
     assert!(m.notes.is_empty(), "{:?}", m.notes);
     let m = run(
         Source::PureLb,
-        "apiVersion: purelb.io/v2\nkind: ServiceGroup\nmetadata: { name: wide }\nspec:\n  namespaces: [a]\n  local:\n    multiPool: true\n    v4pools: [ { subnet: 192.0.2.0/24, pool: 192.0.2.10-192.0.2.19 } ]\n",
+        "apiVersion: purelb.io/v2\nkind: ServiceGroup\nmetadata: { name: wide }\nspec:\n  namespaces: [a]\n  local:\n    multiPool: true\n    v4pools:\n    - { subnet: 192.0.2.0/24, pool: 192.0.2.10-192.0.2.19 }\n    - { subnet: 198.51.100.0/24, pool: 198.51.100.10-198.51.100.19 }\n    - { subnet: 192.0.2.0/24, pool: 192.0.2.30-192.0.2.39 }\n",
     );
+    assert_valid(&m);
+    assert_eq!(m.objects[0]["spec"]["local"]["multiPool"], true);
     let notes = m.notes.join("\n");
     for want in [
-        "multiPool (one address per range) is not implemented",
+        "ferrolb gives one address per subnet, not per range: pools share subnet 192.0.2.0/24",
         "namespaces is carried, but in ferrolb it bounds",
     ] {
         assert!(notes.contains(want), "missing {want:?} in\n{notes}");
     }
+    let m = run(
+        Source::PureLb,
+        "apiVersion: purelb.io/v2\nkind: ServiceGroup\nmetadata: { name: routed }\nspec:\n  remote:\n    multiPool: true\n    v4pools: [ { subnet: 203.0.113.0/24, pool: 203.0.113.10-203.0.113.19, aggregation: /32 } ]\n",
+    );
+    assert_valid(&m);
+    assert!(
+        m.objects[0]["spec"]["virtual"].is_object(),
+        "{:?}",
+        m.objects
+    );
+    assert!(m.objects[0]["spec"]["virtual"].get("multiPool").is_none());
+    assert!(
+        m.notes
+            .join("\n")
+            .contains("multiPool applies to local groups only"),
+        "{:?}",
+        m.notes
+    );
 }

@@ -139,6 +139,7 @@ impl World {
             local: Some(LocalSpec {
                 v4pools: vec![pool("192.0.2.0/24", v4)],
                 v6pools: vec![pool("2001:db8:1::/64", v6)],
+                ..Default::default()
             }),
             auto_assign: Some(false),
             ..Default::default()
@@ -163,6 +164,7 @@ impl World {
                     "2001:db8:1::100-2001:db8:1::150",
                     None,
                 )],
+                ..Default::default()
             }),
             auto_assign: Some(true),
             ..Default::default()

@@ -8,6 +8,7 @@ mod balanced;
 mod cross_group;
 mod groups;
 mod model;
+mod multi_pool;
 mod peer_annotations;
 mod pools;
 mod sharing;
@@ -161,6 +162,11 @@ impl G {
     }
     pub fn set(mut self, k: &str, v: Value) -> Self {
         self.0["spec"][k] = v;
+        self
+    }
+    /// `spec.local.multiPool`.
+    pub fn multi_pool(mut self, on: bool) -> Self {
+        self.0["spec"]["local"]["multiPool"] = on.into();
         self
     }
     pub fn age(mut self, seconds: u32) -> Self {
